@@ -32,8 +32,8 @@ fn examples() -> PathBuf {
 /// The `.json` files of a directory, sorted by name.
 fn json_files(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
+        .expect("examples directory is readable")
+        .map(|entry| entry.expect("examples directory entry is readable").path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
         .collect();
     files.sort();
@@ -41,7 +41,9 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn name(path: &Path) -> &str {
-    path.file_name().unwrap().to_str().unwrap()
+    path.file_name()
+        .and_then(|name| name.to_str())
+        .expect("example file names are UTF-8")
 }
 
 #[test]
