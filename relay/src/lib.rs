@@ -1,1 +1,182 @@
-//! placeholder
+//! cpn-relay: deliver ContactProcessed events from a Kafka consumer group to
+//! a customer's web server exactly as Genesys OCS would, at least once, with
+//! a dead-letter topic for what cannot be delivered.
+//!
+//! The guarantee (DESIGN invariants): every record of the topic ends, for
+//! this consumer group, either acknowledged 2xx by the target or in the
+//! dead-letter topic with the reason. Offsets are committed only past
+//! finished records, so a crash redelivers — receivers de-duplicate on the
+//! GUID (`ETag`). Duplicates are bounded by what was in flight: at most
+//! `concurrency.max_in_flight_per_partition` records per partition.
+//!
+//! A tour of the modules:
+//! - pure cores, no I/O: [`config`] (settings and validation), [`classify`]
+//!   (attempt → verdict), [`retry`] (backoff policy), [`circuit`] (outage vs
+//!   bad record), [`watermark`] (commit position), [`dlq::headers`] (what a
+//!   dead letter carries);
+//! - edges: [`http`] (the target client), [`dlq::writer`] (the DLQ producer),
+//!   [`delivery`] (one record's life), [`partition`] (per-chain ordering in a
+//!   partition), [`consumer`] (the Kafka consumer thread, commits,
+//!   rebalances), [`server`] (metrics and health), [`metrics`];
+//! - tools: [`mockcrm`] (a fake customer server for onboarding, demos, tests).
+
+pub mod circuit;
+pub mod classify;
+pub mod config;
+pub mod consumer;
+pub mod delivery;
+pub mod dlq;
+pub mod http;
+pub mod metrics;
+pub mod mockcrm;
+pub mod partition;
+pub mod retry;
+pub mod server;
+pub mod watermark;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::circuit::Circuit;
+use crate::config::RelayConfig;
+use crate::consumer::{ConsumerSettings, Readiness};
+use crate::delivery::Deliverer;
+use crate::metrics::RelayMetrics;
+
+/// Why the relay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The Kafka consumer or producer could not be created.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The HTTP client could not be built.
+    #[error(transparent)]
+    Client(#[from] http::ClientError),
+    /// The metrics address could not be bound.
+    #[error("observability.metrics_listen {addr}: {source}")]
+    MetricsBind {
+        /// The address.
+        addr: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The consumer thread panicked.
+    #[error("the consumer thread failed")]
+    ConsumerThread,
+}
+
+/// Runs a relay until `shutdown` resolves: then it stops fetching, finishes
+/// in-flight records within `shutdown.deadline_ms`, commits and leaves the
+/// group.
+///
+/// # Errors
+/// Kafka clients, the HTTP client or the metrics listener cannot be set up,
+/// or the consumer thread failed.
+pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let metrics = RelayMetrics::new();
+    let readiness = Arc::new(Readiness::default());
+    let stop = CancellationToken::new();
+    let dlq_topic = config.dlq_topic();
+    let props: Vec<(String, String)> = config
+        .kafka
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
+        .collect();
+    let dlq = dlq::writer::DlqWriter::new(
+        &config.kafka.brokers,
+        &dlq_topic,
+        props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?;
+    let (circuit_changed, _) = watch::channel(0u64);
+    let relay_id = config.relay_id();
+    let deliverer = Arc::new(Deliverer {
+        target: http::Target::new(&config.target)?,
+        classifier: config.classifier(),
+        policy: config.retry_policy(),
+        circuit: Mutex::new(Circuit::new(config.circuit_config())),
+        circuit_changed,
+        requests: Semaphore::new(config.concurrency.max_in_flight),
+        dlq: dlq.clone(),
+        metrics: metrics.clone(),
+        target_redacted: dlq::headers::redact_url(&config.target.url),
+        group: config.kafka.group.clone(),
+        relay_id: relay_id.clone(),
+    });
+
+    let listen = config.observability.metrics_listen.trim();
+    if !(listen.is_empty() || listen == "off") {
+        let addr: SocketAddr = listen.parse().map_err(|_| RunError::MetricsBind {
+            addr: listen.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address"),
+        })?;
+        let bound = server::serve(addr, metrics.clone(), readiness.clone(), stop.clone())
+            .await
+            .map_err(|source| RunError::MetricsBind {
+                addr: listen.to_owned(),
+                source,
+            })?;
+        info!(%bound, "serving /metrics, /healthz, /readyz");
+    }
+
+    let consumer = consumer::create_consumer(
+        &config,
+        tokio::runtime::Handle::current(),
+        deliverer,
+        metrics,
+        stop.child_token(),
+        readiness,
+    )?;
+    let settings = ConsumerSettings {
+        window: config.concurrency.max_in_flight_per_partition,
+        commit_interval: Duration::from_millis(config.commit.interval_ms),
+        revoke_deadline: Duration::from_millis(config.shutdown.revoke_deadline_ms),
+        shutdown_deadline: Duration::from_millis(config.shutdown.deadline_ms),
+    };
+    info!(
+        relay = %relay_id,
+        topic = %config.kafka.topic,
+        group = %config.kafka.group,
+        dlq = %dlq_topic,
+        target = %dlq::headers::redact_url(&config.target.url),
+        "relay starting"
+    );
+    let thread_stop = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("cpn-consumer".into())
+        .spawn(move || consumer::run_consumer(consumer, settings, thread_stop))
+        .map_err(|_| RunError::ConsumerThread)?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let waiter = std::thread::spawn(move || {
+        let r = thread.join();
+        let _ = done_tx.send(r.is_ok());
+    });
+    tokio::pin!(done_rx);
+    tokio::select! {
+        _ = shutdown => {
+            info!("shutdown requested");
+            stop.cancel();
+        }
+        _ = &mut done_rx => {
+            stop.cancel();
+            let _ = waiter.join();
+            return Err(RunError::ConsumerThread);
+        }
+    }
+    let ok = done_rx.await.unwrap_or(false);
+    let _ = waiter.join();
+    let _ = dlq.flush(Duration::from_secs(5));
+    info!("relay stopped");
+    if ok {
+        Ok(())
+    } else {
+        Err(RunError::ConsumerThread)
+    }
+}

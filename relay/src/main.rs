@@ -1,1 +1,176 @@
-fn main() {}
+//! `cpn-relay`: parse arguments, set up logging, load the config, call the
+//! library.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use cpn_relay::config::{Overrides, RelayConfig};
+
+/// Relay ContactProcessed events from Kafka to a customer's web server, at least once.
+#[derive(Debug, Parser)]
+#[command(name = "cpn-relay", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Join the consumer group and deliver every record to the target (or the dead-letter topic).
+    Run(RunArgs),
+    /// Validate a configuration (file + env + flags) and print it with secrets redacted.
+    CheckConfig(RunArgs),
+    /// A fake customer web server that prints what it receives, for onboarding and demos.
+    MockCrm(cpn_relay::mockcrm::MockCrmArgs),
+    /// Inspect, filter, export and replay a dead-letter topic.
+    Dlq(cpn_relay::dlq::cli::DlqArgs),
+}
+
+/// Settings. Every config key can also be set by env as CPN_<SECTION>_<KEY>
+/// (e.g. CPN_RETRY_MAX_ATTEMPTS=5); flags win over env, env over the file.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// TOML config file (see relay/relay.example.toml).
+    #[arg(long, short = 'c', env = "CPN_RELAY_CONFIG")]
+    config: Option<String>,
+    /// Kafka bootstrap servers [config: kafka.brokers, env CPN_KAFKA_BROKERS].
+    #[arg(long)]
+    brokers: Option<String>,
+    /// Topic of ContactProcessed events [kafka.topic, CPN_KAFKA_TOPIC].
+    #[arg(long)]
+    topic: Option<String>,
+    /// Consumer group, one per target [kafka.group, CPN_KAFKA_GROUP].
+    #[arg(long)]
+    group: Option<String>,
+    /// URL to POST each event to [target.url, CPN_TARGET_URL].
+    #[arg(long)]
+    target_url: Option<String>,
+    /// Dead-letter topic, default <topic>.dlq [kafka.dlq_topic, CPN_KAFKA_DLQ_TOPIC].
+    #[arg(long)]
+    dlq_topic: Option<String>,
+    /// Extra header sent with every request, 'Name: value' (repeatable) [target.headers].
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Address of /metrics, /healthz, /readyz, or 'off' [observability.metrics_listen, CPN_OBSERVABILITY_METRICS_LISTEN].
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// librdkafka setting passed through, e.g. -X security.protocol=SASL_SSL (repeatable) [kafka.properties].
+    #[arg(short = 'X', value_name = "KEY=VALUE")]
+    kafka_properties: Vec<String>,
+    /// Log JSON lines instead of text [observability.json_logs, CPN_OBSERVABILITY_JSON_LOGS].
+    #[arg(long)]
+    json_logs: bool,
+}
+
+impl RunArgs {
+    fn load(&self) -> anyhow::Result<RelayConfig> {
+        let env: BTreeMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("CPN_"))
+            .collect();
+        let flags = Overrides {
+            brokers: self.brokers.clone(),
+            topic: self.topic.clone(),
+            group: self.group.clone(),
+            target_url: self.target_url.clone(),
+            dlq_topic: self.dlq_topic.clone(),
+            headers: self.headers.clone(),
+            metrics_listen: self.metrics_listen.clone(),
+            kafka_properties: self.kafka_properties.clone(),
+            json_logs: self.json_logs,
+        };
+        Ok(RelayConfig::load(self.config.as_deref(), &env, &flags)?)
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once
+/// (at-least-once still holds: unfinished offsets were never committed).
+async fn shutdown_signal() {
+    wait_signal().await;
+    tokio::spawn(async {
+        wait_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let config = args.load().context("loading relay config")?;
+            init_logging(config.observability.json_logs);
+            cpn_relay::run(config, shutdown_signal())
+                .await
+                .context("relay")?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig(args) => match args.load() {
+            Ok(config) => {
+                println!(
+                    "# configuration is valid (secrets redacted)\n{}",
+                    config.to_redacted_toml()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{e:#}");
+                Ok(ExitCode::from(1))
+            }
+        },
+        Command::MockCrm(args) => {
+            init_logging(false);
+            cpn_relay::mockcrm::run_cli(args, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq(args) => cpn_relay::dlq::cli::run_cli(args).await,
+    }
+}

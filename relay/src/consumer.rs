@@ -1,0 +1,481 @@
+//! The Kafka edge: one dedicated thread owns the consumer, polls it, feeds
+//! partition workers, pauses partitions whose window is full (or all of them
+//! while the target is down), commits finished offsets, and settles
+//! partitions before giving them up in a rebalance.
+//!
+//! Why a thread: librdkafka calls the rebalance callback from `poll`, and
+//! settling revoked partitions means waiting for their in-flight deliveries.
+//! On a thread of its own that wait blocks nothing else; deliveries run on
+//! the tokio runtime meanwhile.
+//!
+//! Offsets (DESIGN invariant 2, STYLE §7): auto-commit is off. Every
+//! `commit.interval_ms` the thread commits, asynchronously, each partition's
+//! watermark position — the *next* offset to read, which is what a
+//! `TopicPartitionList` takes. On revoke and on shutdown it commits
+//! synchronously. A partition that is no longer assigned has no worker here,
+//! so nothing is ever committed for it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::RelayConfig;
+use crate::delivery::{Record, SharedDeliverer};
+use crate::metrics::RelayMetrics;
+use crate::partition::{PartitionState, run_worker};
+
+type Tp = (String, i32);
+
+/// Whether the relay is part of its group and consuming: `/readyz`.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    /// An assignment was received (even an empty one).
+    pub joined: AtomicBool,
+    /// Milliseconds since the epoch of the last poll.
+    pub last_poll_ms: AtomicU64,
+}
+
+impl Readiness {
+    /// Joined and polled within the last 15 s.
+    pub fn is_ready(&self) -> bool {
+        let now = epoch_ms();
+        self.joined.load(Ordering::Acquire)
+            && now.saturating_sub(self.last_poll_ms.load(Ordering::Acquire)) < 15_000
+    }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Worker {
+    feed: Option<mpsc::UnboundedSender<Record>>,
+    state: Arc<PartitionState>,
+    cancel: CancellationToken,
+    join: JoinHandle<()>,
+    paused: bool,
+}
+
+struct Inner {
+    workers: HashMap<Tp, Worker>,
+}
+
+/// The consumer's context: owns the partition workers so that the rebalance
+/// callbacks can start and settle them.
+pub struct RelayContext {
+    inner: Mutex<Inner>,
+    rt: Handle,
+    deliverer: SharedDeliverer,
+    metrics: RelayMetrics,
+    cancel: CancellationToken,
+    revoke_deadline: Duration,
+    readiness: Arc<Readiness>,
+}
+
+impl std::fmt::Debug for RelayContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayContext").finish_non_exhaustive()
+    }
+}
+
+impl RelayContext {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Only the consumer thread takes this lock; a poisoned lock means a
+        // panic on that thread, which ends the relay anyway.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn start_worker(&self, inner: &mut Inner, tp: Tp) {
+        if inner.workers.contains_key(&tp) {
+            return;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(PartitionState::default());
+        let cancel = self.cancel.child_token();
+        let join = self.rt.spawn(run_worker(
+            rx,
+            state.clone(),
+            self.deliverer.clone(),
+            cancel.clone(),
+        ));
+        inner.workers.insert(
+            tp,
+            Worker {
+                feed: Some(tx),
+                state,
+                cancel,
+                join,
+                paused: false,
+            },
+        );
+        self.metrics
+            .assigned_partitions
+            .set(inner.workers.len() as i64);
+    }
+
+    /// Settles the given workers: closes their feeds, waits up to `deadline`
+    /// for what they took, then abandons the rest. Returns their final
+    /// commit positions.
+    fn settle(&self, workers: Vec<(Tp, Worker)>, deadline: Duration) -> Vec<(Tp, Option<i64>)> {
+        let mut out = Vec::with_capacity(workers.len());
+        let mut waiting = Vec::with_capacity(workers.len());
+        for (tp, mut w) in workers {
+            w.feed.take();
+            waiting.push((tp, w));
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        for (tp, w) in waiting {
+            let Worker {
+                state,
+                cancel,
+                mut join,
+                ..
+            } = w;
+            self.rt.block_on(async {
+                tokio::select! {
+                    _ = &mut join => {}
+                    _ = tokio::time::sleep_until(until) => {
+                        warn!(topic = %tp.0, partition = tp.1, "settle deadline passed; abandoning unfinished records (they will be redelivered)");
+                        cancel.cancel();
+                        let _ = join.await;
+                    }
+                }
+            });
+            out.push((tp, state.position()));
+        }
+        out
+    }
+
+    fn commit_sync(&self, consumer: &BaseConsumer<RelayContext>, positions: &[(Tp, Option<i64>)]) {
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), pos) in positions {
+            if let Some(pos) = pos {
+                let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*pos));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                for ((t, p), pos) in positions {
+                    if let Some(pos) = pos {
+                        self.metrics
+                            .committed_offset
+                            .with_label_values(&[t.as_str(), &p.to_string()])
+                            .set(*pos);
+                    }
+                }
+                info!(partitions = tpl.count(), "committed finished offsets");
+            }
+            Err(e) => {
+                self.metrics.commit_errors.inc();
+                warn!(error = %e, "synchronous commit failed; unfinished work will be redelivered");
+            }
+        }
+    }
+}
+
+impl ClientContext for RelayContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic.as_str(), &p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ConsumerContext for RelayContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let lost = consumer.assignment_lost();
+            let mut inner = self.lock();
+            let mut revoked = Vec::new();
+            for e in tpl.elements() {
+                let tp = (e.topic().to_owned(), e.partition());
+                if let Some(w) = inner.workers.remove(&tp) {
+                    if w.paused {
+                        self.metrics.paused_partitions.dec();
+                    }
+                    revoked.push((tp, w));
+                }
+            }
+            self.metrics
+                .assigned_partitions
+                .set(inner.workers.len() as i64);
+            drop(inner);
+            if revoked.is_empty() {
+                return;
+            }
+            if lost {
+                // Another member may own them already: abandon without committing.
+                warn!(
+                    partitions = revoked.len(),
+                    "partitions lost; abandoning their in-flight records without commit"
+                );
+                for (_, w) in &revoked {
+                    w.cancel.cancel();
+                }
+                let _ = self.settle(revoked, Duration::ZERO);
+                return;
+            }
+            info!(
+                partitions = revoked.len(),
+                "partitions revoked; settling in-flight records before giving them up"
+            );
+            let positions = self.settle(revoked, self.revoke_deadline);
+            self.commit_sync(consumer, &positions);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let mut inner = self.lock();
+                for e in tpl.elements() {
+                    self.start_worker(&mut inner, (e.topic().to_owned(), e.partition()));
+                }
+                info!(
+                    added = tpl.count(),
+                    total = inner.workers.len(),
+                    "partitions assigned"
+                );
+                self.readiness.joined.store(true, Ordering::Release);
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => {
+                for e in offsets.elements() {
+                    if let Offset::Offset(o) = e.offset() {
+                        self.metrics
+                            .committed_offset
+                            .with_label_values(&[e.topic(), &e.partition().to_string()])
+                            .set(o);
+                    }
+                }
+            }
+            Err(e) => {
+                self.metrics.commit_errors.inc();
+                warn!(error = %e, "offset commit failed; will retry with the next commit");
+            }
+        }
+    }
+}
+
+/// The consumer thread's settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Max records taken and not finished per partition.
+    pub window: usize,
+    /// Commit interval.
+    pub commit_interval: Duration,
+    /// Rebalance settle deadline.
+    pub revoke_deadline: Duration,
+    /// Shutdown drain deadline.
+    pub shutdown_deadline: Duration,
+}
+
+/// Creates the consumer (subscribed to the topic) with librdkafka settings
+/// that keep the delivery guarantees.
+///
+/// # Errors
+/// librdkafka refused the configuration or the subscription.
+pub fn create_consumer(
+    config: &RelayConfig,
+    rt: Handle,
+    deliverer: SharedDeliverer,
+    metrics: RelayMetrics,
+    cancel: CancellationToken,
+    readiness: Arc<Readiness>,
+) -> KafkaResult<BaseConsumer<RelayContext>> {
+    let mut c = ClientConfig::new();
+    // Pass-through first, so the settings below (which the guarantees rely
+    // on) cannot be overridden; config validation refuses them anyway.
+    c.set("partition.assignment.strategy", "cooperative-sticky")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            config.kafka.session_timeout_ms.to_string(),
+        )
+        .set("statistics.interval.ms", "5000")
+        .set("queued.max.messages.kbytes", "16384");
+    for (k, v) in &config.kafka.properties {
+        c.set(k, &v.0);
+    }
+    c.set("bootstrap.servers", &config.kafka.brokers)
+        .set("group.id", &config.kafka.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false");
+    let ctx = RelayContext {
+        inner: Mutex::new(Inner {
+            workers: HashMap::new(),
+        }),
+        rt,
+        deliverer,
+        metrics,
+        cancel,
+        revoke_deadline: Duration::from_millis(config.shutdown.revoke_deadline_ms),
+        readiness,
+    };
+    let consumer: BaseConsumer<RelayContext> = c.create_with_context(ctx)?;
+    consumer.subscribe(&[config.kafka.topic.as_str()])?;
+    Ok(consumer)
+}
+
+/// The consumer thread's loop. Returns when `stop` fires, after draining
+/// in-flight work within the shutdown deadline, committing, and leaving the
+/// group.
+pub fn run_consumer(
+    consumer: BaseConsumer<RelayContext>,
+    settings: ConsumerSettings,
+    stop: CancellationToken,
+) {
+    let ctx = consumer.context();
+    let mut last_commit = Instant::now();
+    while !stop.is_cancelled() {
+        ctx.readiness
+            .last_poll_ms
+            .store(epoch_ms(), Ordering::Release);
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let tp = (m.topic().to_owned(), m.partition());
+                let rec = Record {
+                    topic: tp.0.clone(),
+                    partition: tp.1,
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(Bytes::copy_from_slice),
+                    headers: m.headers().map(rdkafka::message::BorrowedHeaders::detach),
+                    timestamp_ms: m.timestamp().to_millis(),
+                };
+                drop(m);
+                let mut inner = ctx.lock();
+                if !inner.workers.contains_key(&tp) {
+                    // Not expected (workers start on assign), but a record
+                    // must never be skipped: its offset would be committed past.
+                    ctx.start_worker(&mut inner, tp.clone());
+                }
+                if let Some(w) = inner.workers.get(&tp)
+                    && let Some(feed) = &w.feed
+                {
+                    w.state.taken.fetch_add(1, Ordering::AcqRel);
+                    ctx.metrics
+                        .consumed
+                        .with_label_values(&[tp.0.as_str(), &tp.1.to_string()])
+                        .inc();
+                    if feed.send(rec).is_err() {
+                        error!(topic = %tp.0, partition = tp.1, "partition worker stopped; record will be redelivered");
+                    }
+                }
+            }
+            Some(Err(e)) => warn!(error = %e, "consumer error"),
+            None => {}
+        }
+        apply_backpressure(&consumer, settings.window);
+        if last_commit.elapsed() >= settings.commit_interval {
+            commit_async(&consumer);
+            last_commit = Instant::now();
+        }
+    }
+    info!("stopping: draining in-flight records");
+    // Stop fetching while draining.
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = consumer.pause(&assignment);
+    }
+    let workers: Vec<(Tp, Worker)> = ctx.lock().workers.drain().collect();
+    let positions = ctx.settle(workers, settings.shutdown_deadline);
+    ctx.commit_sync(&consumer, &positions);
+    ctx.metrics.assigned_partitions.set(0);
+    info!("leaving the consumer group");
+    drop(consumer);
+}
+
+fn apply_backpressure(consumer: &BaseConsumer<RelayContext>, window: usize) {
+    let ctx = consumer.context();
+    let outage = ctx.deliverer.circuit_open();
+    let mut to_pause = TopicPartitionList::new();
+    let mut to_resume = TopicPartitionList::new();
+    let mut inner = ctx.lock();
+    for ((t, p), w) in inner.workers.iter_mut() {
+        let taken = w.state.taken.load(Ordering::Acquire);
+        // Hysteresis: resume at half the window, so a full partition does not
+        // flap between paused and resumed on every record.
+        let want_paused = outage || taken >= window || (w.paused && taken > window / 2);
+        if want_paused && !w.paused {
+            to_pause.add_partition(t, *p);
+            w.paused = true;
+            ctx.metrics.paused_partitions.inc();
+        } else if !want_paused && w.paused {
+            to_resume.add_partition(t, *p);
+            w.paused = false;
+            ctx.metrics.paused_partitions.dec();
+        }
+    }
+    drop(inner);
+    if to_pause.count() > 0
+        && let Err(e) = consumer.pause(&to_pause)
+    {
+        warn!(error = %e, "pausing partitions failed");
+    }
+    if to_resume.count() > 0
+        && let Err(e) = consumer.resume(&to_resume)
+    {
+        warn!(error = %e, "resuming partitions failed");
+    }
+}
+
+fn commit_async(consumer: &BaseConsumer<RelayContext>) {
+    let ctx = consumer.context();
+    let mut tpl = TopicPartitionList::new();
+    let inner = ctx.lock();
+    for ((t, p), w) in inner.workers.iter() {
+        // Every interval commits every known position, changed or not: a
+        // failed async commit is simply repeated by the next one.
+        if let Some(pos) = w.state.position() {
+            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(pos));
+        }
+    }
+    drop(inner);
+    if tpl.count() > 0
+        && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
+    {
+        ctx.metrics.commit_errors.inc();
+        warn!(error = %e, "queueing an offset commit failed");
+    }
+}
+
+/// Partitions currently assigned (for tests and diagnostics).
+pub fn assigned(consumer: &BaseConsumer<RelayContext>) -> HashSet<Tp> {
+    consumer.context().lock().workers.keys().cloned().collect()
+}

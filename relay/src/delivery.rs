@@ -1,0 +1,428 @@
+//! Delivering one record: validate, POST with retries under the policy and
+//! the circuit breaker, and dead-letter what cannot be delivered.
+//!
+//! A record's life is `Pending → Delivered | DeadLettered`, or `Abandoned`
+//! when the relay stops or loses the partition first (then it is not
+//! finished, its offset is not committed, and Kafka redelivers it: at least
+//! once). DESIGN invariant 3: the body is sent as produced, and every retry
+//! carries the same bytes, so GUID and timestamp never change.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use rand::Rng;
+use rdkafka::message::{Headers, OwnedHeaders};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use cpn_schema::ContactProcessed;
+
+use crate::circuit::{Admission, Circuit, Observation};
+use crate::classify::{Classifier, DlqReason, Verdict};
+use crate::dlq::headers::DeadLetterInfo;
+use crate::dlq::writer::{DeadLetter, DlqWriter};
+use crate::http::Target;
+use crate::metrics::RelayMetrics;
+use crate::retry::{NextStep, RetryPolicy};
+
+/// A record taken from Kafka, detached from the consumer.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes (the chain).
+    pub key: Option<Vec<u8>>,
+    /// Value bytes (the body to POST).
+    pub value: Option<Bytes>,
+    /// Headers as produced.
+    pub headers: Option<OwnedHeaders>,
+    /// Record timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl Record {
+    /// A hash of the key: records with equal hashes are delivered in order.
+    /// Records without a key share one hash, so they keep partition order.
+    pub fn key_hash(&self) -> u64 {
+        let mut h = DefaultHasher::new();
+        self.key.hash(&mut h);
+        h.finish()
+    }
+}
+
+/// How a record ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The target took it.
+    Delivered,
+    /// It is in the dead-letter topic (write acknowledged).
+    DeadLettered(DlqReason),
+}
+
+/// What every delivery of one relay shares.
+#[derive(Debug)]
+pub struct Deliverer {
+    /// The customer's web server.
+    pub target: Target,
+    /// Attempt → verdict.
+    pub classifier: Classifier,
+    /// Per-record budget.
+    pub policy: RetryPolicy,
+    /// Outage detection for the target.
+    pub circuit: Mutex<Circuit>,
+    /// Bumped whenever the circuit may have changed state.
+    pub circuit_changed: watch::Sender<u64>,
+    /// Caps concurrent HTTP requests.
+    pub requests: Semaphore,
+    /// Dead-letter writer.
+    pub dlq: DlqWriter,
+    /// Metrics.
+    pub metrics: RelayMetrics,
+    /// Target URL without credentials, for dead letters.
+    pub target_redacted: String,
+    /// Consumer group.
+    pub group: String,
+    /// This relay's id.
+    pub relay_id: String,
+}
+
+/// Releases a half-open probe slot if its task ends without reporting.
+struct ProbeGuard<'a> {
+    deliverer: &'a Deliverer,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.deliverer.lock_circuit().probe_abandoned();
+            self.deliverer
+                .circuit_changed
+                .send_modify(|v| *v = v.wrapping_add(1));
+        }
+    }
+}
+
+impl Deliverer {
+    fn lock_circuit(&self) -> MutexGuard<'_, Circuit> {
+        // A panic while holding this lock leaves a consistent state machine
+        // (every method is a few assignments), so a poisoned lock is usable.
+        self.circuit.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the circuit is open (consumption should pause).
+    pub fn circuit_open(&self) -> bool {
+        self.lock_circuit().is_open()
+    }
+
+    /// Waits until an attempt may go out. Returns whether it is the probe,
+    /// and how long it waited; `None` when cancelled.
+    async fn admitted(&self, cancel: &CancellationToken) -> Option<(bool, Duration)> {
+        let start = Instant::now();
+        let mut changed = self.circuit_changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let admission = self.lock_circuit().admit(Instant::now());
+            self.publish_circuit_state();
+            let wait_until = match admission {
+                Admission::Go => return Some((false, start.elapsed())),
+                Admission::Probe => return Some((true, start.elapsed())),
+                Admission::Wait(until) => until,
+            };
+            let sleep = async {
+                match wait_until {
+                    Some(t) => tokio::time::sleep_until(t.into()).await,
+                    // Re-check now and then in case a probe holder vanished.
+                    None => tokio::time::sleep(Duration::from_secs(1)).await,
+                }
+            };
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = changed.changed() => {}
+                _ = sleep => {}
+            }
+        }
+    }
+
+    fn publish_circuit_state(&self) {
+        let state = self.lock_circuit().state();
+        self.metrics.circuit_state.set(state.as_gauge());
+    }
+
+    /// Delivers `rec` to its end, or returns `None` if `cancel` fires first.
+    pub async fn process(&self, rec: &Record, cancel: &CancellationToken) -> Option<Finished> {
+        let span = info_span!("record", topic = %rec.topic, partition = rec.partition, offset = rec.offset, guid = tracing::field::Empty);
+        self.process_inner(rec, cancel).instrument(span).await
+    }
+
+    async fn process_inner(&self, rec: &Record, cancel: &CancellationToken) -> Option<Finished> {
+        let Some(body) = rec.value.clone() else {
+            return self
+                .dead_letter(
+                    rec,
+                    DlqReason::InvalidPayload,
+                    None,
+                    "record has no value".into(),
+                    Vec::new(),
+                    0,
+                    None,
+                    None,
+                    cancel,
+                )
+                .await;
+        };
+        let event = match ContactProcessed::from_json(&body) {
+            Ok(e) => e,
+            Err(invalid) => {
+                debug!(%invalid, "invalid payload");
+                return self
+                    .dead_letter(
+                        rec,
+                        DlqReason::InvalidPayload,
+                        None,
+                        format!("invalid payload: {invalid}"),
+                        Vec::new(),
+                        0,
+                        None,
+                        None,
+                        cancel,
+                    )
+                    .await;
+            }
+        };
+        let guid = event.message_guid.as_str().to_owned();
+        tracing::Span::current().record("guid", guid.as_str());
+        if let Some(h) = header_str(rec, cpn_schema::headers::GUID)
+            && h != guid
+        {
+            warn!(
+                header = h,
+                "cpn.guid header differs from the body's GSW_MESSAGE_GUID; ETag uses the body"
+            );
+        }
+        let key = rec.key_hash();
+        let mut charged: u32 = 0;
+        let mut attempts: u32 = 0;
+        let mut first_at: Option<SystemTime> = None;
+        let mut first_instant: Option<Instant> = None;
+        let mut outage_wait = Duration::ZERO;
+        loop {
+            let (probe, waited) = self.admitted(cancel).await?;
+            if first_instant.is_some() {
+                outage_wait += waited;
+            }
+            let mut guard = ProbeGuard {
+                deliverer: self,
+                armed: probe,
+            };
+            let report = {
+                let _permit = tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    p = self.requests.acquire() => p.ok()?,
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => return None,
+                    r = self.target.post(body.clone(), &guid) => r,
+                }
+            };
+            attempts += 1;
+            if attempts > 1 {
+                self.metrics.retries.inc();
+            }
+            first_at.get_or_insert(report.started_at);
+            let first = *first_instant.get_or_insert_with(Instant::now);
+            let class = report.attempt.class();
+            self.metrics
+                .attempts
+                .with_label_values(&[class.as_str()])
+                .inc();
+            self.metrics
+                .attempt_duration
+                .with_label_values(&[class.as_str()])
+                .observe(report.duration.as_secs_f64());
+            let verdict = self.classifier.classify(&report.attempt);
+            let obs = match verdict {
+                Verdict::Delivered | Verdict::Permanent(_) => Observation::Up,
+                Verdict::Retry => Observation::Failure {
+                    connect: matches!(report.attempt, crate::classify::Attempt::Connect(_)),
+                    retry_after: report.attempt.retry_after(),
+                },
+            };
+            let was_open = self.circuit_open();
+            let is_charged = self.lock_circuit().record(Instant::now(), key, obs, probe);
+            guard.armed = false;
+            drop(guard);
+            let now_open = self.circuit_open();
+            if now_open != was_open || probe {
+                if now_open && !was_open {
+                    self.metrics.circuit_opened.inc();
+                    warn!(attempt = %report.attempt.describe(), "target looks down: circuit open, consumption paused");
+                } else if !now_open && was_open {
+                    tracing::info!("target answers again: circuit closed, consumption resumes");
+                }
+                self.circuit_changed.send_modify(|v| *v = v.wrapping_add(1));
+            }
+            self.publish_circuit_state();
+            match verdict {
+                Verdict::Delivered => {
+                    self.metrics
+                        .deliveries
+                        .with_label_values(&["delivered"])
+                        .inc();
+                    let produced_ms = event.timestamp.unix_millis();
+                    let now_ms = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64);
+                    if now_ms >= produced_ms {
+                        self.metrics
+                            .end_to_end
+                            .observe((now_ms - produced_ms) as f64 / 1000.0);
+                    }
+                    debug!(attempts, "delivered");
+                    return Some(Finished::Delivered);
+                }
+                Verdict::Permanent(reason) => {
+                    return self
+                        .dead_letter(
+                            rec,
+                            reason,
+                            report.attempt.status(),
+                            report.attempt.describe(),
+                            report.response_excerpt,
+                            attempts,
+                            first_at,
+                            Some(report.started_at),
+                            cancel,
+                        )
+                        .await;
+                }
+                Verdict::Retry => {
+                    if is_charged {
+                        charged += 1;
+                    }
+                    let budget_used = first.elapsed().saturating_sub(outage_wait);
+                    let jitter: f64 = rand::rng().random();
+                    match self.policy.next_step(
+                        charged,
+                        budget_used,
+                        report.attempt.retry_after(),
+                        jitter,
+                    ) {
+                        NextStep::Exhausted => {
+                            warn!(attempts, last = %report.attempt.describe(), "retries exhausted");
+                            return self
+                                .dead_letter(
+                                    rec,
+                                    DlqReason::RetriesExhausted,
+                                    report.attempt.status(),
+                                    report.attempt.describe(),
+                                    report.response_excerpt,
+                                    attempts,
+                                    first_at,
+                                    Some(report.started_at),
+                                    cancel,
+                                )
+                                .await;
+                        }
+                        NextStep::RetryAfter(delay) => {
+                            debug!(attempts, ?delay, last = %report.attempt.describe(), charged = is_charged, "retrying");
+                            tokio::select! {
+                                _ = cancel.cancelled() => return None,
+                                _ = tokio::time::sleep(delay) => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn dead_letter(
+        &self,
+        rec: &Record,
+        reason: DlqReason,
+        http_status: Option<u16>,
+        error_text: String,
+        response_body: Vec<u8>,
+        attempts: u32,
+        first_attempt_at: Option<SystemTime>,
+        last_attempt_at: Option<SystemTime>,
+        cancel: &CancellationToken,
+    ) -> Option<Finished> {
+        let info = DeadLetterInfo {
+            reason,
+            http_status,
+            error: error_text,
+            response_body,
+            attempts,
+            first_attempt_at,
+            last_attempt_at,
+            target: self.target_redacted.clone(),
+            group: self.group.clone(),
+            relay: self.relay_id.clone(),
+            topic: rec.topic.clone(),
+            partition: rec.partition,
+            offset: rec.offset,
+            original_timestamp_ms: rec.timestamp_ms,
+        };
+        let extra = info.to_headers();
+        let dl = DeadLetter {
+            key: rec.key.as_deref(),
+            value: rec.value.as_deref(),
+            original_headers: rec.headers.as_ref(),
+            extra: &extra,
+        };
+        let mut failures: u32 = 0;
+        loop {
+            let result = tokio::select! {
+                _ = cancel.cancelled() => return None,
+                r = self.dlq.write(&dl) => r,
+            };
+            match result {
+                Ok((p, o)) => {
+                    self.metrics
+                        .dead_letters
+                        .with_label_values(&[reason.as_str()])
+                        .inc();
+                    self.metrics
+                        .deliveries
+                        .with_label_values(&["dead_lettered"])
+                        .inc();
+                    tracing::info!(%reason, dlq_partition = p, dlq_offset = o, "dead-lettered");
+                    return Some(Finished::DeadLettered(reason));
+                }
+                Err(e) => {
+                    failures += 1;
+                    self.metrics.dlq_write_errors.inc();
+                    // Invariant 1: never drop. The offset waits until the write succeeds.
+                    error!(error = %e, dlq_topic = self.dlq.topic(), failures, "cannot write to the dead-letter topic; retrying, the partition's offset does not advance");
+                    let delay = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)));
+                    tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn header_str<'a>(rec: &'a Record, name: &str) -> Option<&'a str> {
+    let h = rec.headers.as_ref()?;
+    h.iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// A shared handle to a [`Deliverer`].
+pub type SharedDeliverer = Arc<Deliverer>;

@@ -1,0 +1,213 @@
+//! The HTTP edge: the one place the target's client is built, and one POST
+//! with OCS framing turned into a classified [`Attempt`].
+//!
+//! Framing (spec "HTTP framing of the delivery"): the body is the record value
+//! byte for byte; `Accept: */*`, `User-Agent: cpn-relay/<version>`,
+//! `Content-Type: application/json`, an exact `Content-Length`, `ETag: <GUID>`
+//! and the configured custom headers. Redirects are never followed. Proxies
+//! from the environment are ignored (an explicit proxy option comes with
+//! issue 6, and belongs in [`build_client`]).
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use reqwest::header::{
+    ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
+
+use crate::classify::Attempt;
+use crate::config::TargetConfig;
+use crate::dlq::headers::RESPONSE_BODY_MAX_BYTES;
+use crate::retry::parse_retry_after;
+
+/// `User-Agent` value: `cpn-relay/<version>`.
+pub const USER_AGENT: &str = concat!("cpn-relay/", env!("CARGO_PKG_VERSION"));
+
+/// Why the HTTP client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A configured header name or value is not valid HTTP.
+    #[error("target.headers.{name}: {problem}")]
+    Header {
+        /// Header name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The target URL is not valid.
+    #[error("target.url: {0}")]
+    Url(String),
+    /// reqwest refused the settings.
+    #[error("building the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
+/// The customer's web server: a pooled client, the URL and the fixed headers.
+#[derive(Debug, Clone)]
+pub struct Target {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+}
+
+/// What one attempt produced.
+#[derive(Debug, Clone)]
+pub struct AttemptReport {
+    /// The classified result.
+    pub attempt: Attempt,
+    /// The first bytes of the response body (for the dead letter).
+    pub response_excerpt: Vec<u8>,
+    /// How long the attempt took.
+    pub duration: Duration,
+    /// When it started.
+    pub started_at: SystemTime,
+}
+
+/// Builds the target's HTTP client: the single place TLS, proxy, pooling and
+/// timeout settings are made.
+///
+/// # Errors
+/// Names the header or setting that is not acceptable.
+pub fn build_client(cfg: &TargetConfig) -> Result<reqwest::Client, ClientError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .user_agent(USER_AGENT)
+        .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
+        .timeout(Duration::from_millis(cfg.request_timeout_ms))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .tls_version_min(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .map_err(ClientError::Build)
+}
+
+impl Target {
+    /// A target from its configuration.
+    ///
+    /// # Errors
+    /// The URL or a header is invalid, or the client cannot be built.
+    pub fn new(cfg: &TargetConfig) -> Result<Self, ClientError> {
+        let url = reqwest::Url::parse(&cfg.url).map_err(|e| ClientError::Url(e.to_string()))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in &cfg.headers {
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|e| ClientError::Header {
+                name: name.clone(),
+                problem: e.to_string(),
+            })?;
+            let mut v = HeaderValue::from_str(&value.0).map_err(|e| ClientError::Header {
+                name: name.clone(),
+                problem: e.to_string(),
+            })?;
+            v.set_sensitive(true);
+            headers.append(n, v);
+        }
+        Ok(Target {
+            client: build_client(cfg)?,
+            url,
+            headers,
+        })
+    }
+
+    /// POSTs `body` with `ETag: guid` and classifies the result. Never fails:
+    /// every error becomes an [`Attempt`].
+    pub async fn post(&self, body: Bytes, guid: &str) -> AttemptReport {
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let mut headers = self.headers.clone();
+        match HeaderValue::from_str(guid) {
+            Ok(v) => {
+                headers.insert(ETAG, v);
+            }
+            Err(_) => {
+                // The GUID was validated by the schema; a GUID is ASCII.
+                tracing::warn!("guid is not a valid header value; sending without ETag");
+            }
+        }
+        let result = self
+            .client
+            .post(self.url.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await;
+        let (attempt, response_excerpt) = match result {
+            Ok(mut resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let mut excerpt = Vec::new();
+                // Read at most the excerpt; the rest is dropped with the connection
+                // reading it would only delay the outcome.
+                while excerpt.len() < RESPONSE_BODY_MAX_BYTES {
+                    match resp.chunk().await {
+                        Ok(Some(c)) => {
+                            let room = RESPONSE_BODY_MAX_BYTES - excerpt.len();
+                            excerpt.extend_from_slice(&c[..c.len().min(room)]);
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                (
+                    Attempt::Response {
+                        status,
+                        retry_after,
+                    },
+                    excerpt,
+                )
+            }
+            Err(e) => (classify_error(&e), Vec::new()),
+        };
+        AttemptReport {
+            attempt,
+            response_excerpt,
+            duration: start.elapsed(),
+            started_at,
+        }
+    }
+}
+
+fn classify_error(e: &reqwest::Error) -> Attempt {
+    let text = error_chain(e);
+    if e.is_connect() {
+        Attempt::Connect(text)
+    } else if e.is_timeout() {
+        Attempt::Timeout(text)
+    } else {
+        Attempt::Transport(text)
+    }
+}
+
+/// The error and its sources on one line, without the URL (it may carry
+/// credentials).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut parts = vec![e.without_url_ref().to_string()];
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        parts.push(s.to_string());
+        src = s.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+trait WithoutUrlRef {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrlRef for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let s = self.to_string();
+        match self.url() {
+            Some(u) => s
+                .replace(&format!(" ({u})"), "")
+                .replace(u.as_str(), "[target]"),
+            None => s,
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Every Prometheus metric the relay exports (`cpn_relay_*`), in one place.
+//!
+//! Labels are small closed sets (`outcome`, `class`, `reason`, `topic`,
+//! `partition`), never GUIDs or URLs.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The relay's metrics, registered in their own registry.
+#[derive(Debug, Clone)]
+pub struct RelayMetrics {
+    registry: Registry,
+    /// Records taken from Kafka.
+    pub consumed: IntCounterVec,
+    /// Final outcomes: `delivered` or `dead_lettered`.
+    pub deliveries: IntCounterVec,
+    /// HTTP attempts by class (`2xx` ... `connect_error`, `timeout`).
+    pub attempts: IntCounterVec,
+    /// Attempts that were retries (not the first).
+    pub retries: IntCounter,
+    /// Dead letters by reason.
+    pub dead_letters: IntCounterVec,
+    /// Failed writes to the dead-letter topic (each retried; the offset waits).
+    pub dlq_write_errors: IntCounter,
+    /// Records taken and not finished.
+    pub in_flight: IntGauge,
+    /// 0 closed, 1 open, 2 half-open.
+    pub circuit_state: IntGauge,
+    /// Times the circuit opened.
+    pub circuit_opened: IntCounter,
+    /// Partitions paused (window full or circuit open).
+    pub paused_partitions: IntGauge,
+    /// Partitions assigned to this relay.
+    pub assigned_partitions: IntGauge,
+    /// Last committed offset per partition.
+    pub committed_offset: IntGaugeVec,
+    /// Consumer lag per partition (from librdkafka statistics).
+    pub consumer_lag: IntGaugeVec,
+    /// Offset commits that failed.
+    pub commit_errors: IntCounter,
+    /// Duration of one HTTP attempt.
+    pub attempt_duration: HistogramVec,
+    /// From `GSW_TIMESTAMP` (else the record timestamp) to the 2xx.
+    pub end_to_end: Histogram,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
+    // Registration only fails on duplicate names; every name here is unique.
+    let _ = r.register(Box::new(c.clone()));
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    let _ = r.register(Box::new(c.clone()));
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    let _ = r.register(Box::new(g.clone()));
+    g
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
+    let _ = r.register(Box::new(g.clone()));
+    g
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    300.0, 900.0, 3600.0,
+];
+
+impl Default for RelayMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RelayMetrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let attempt_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "cpn_relay_attempt_duration_seconds",
+                "Duration of one HTTP attempt",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["class"],
+        )
+        .unwrap_or_else(|e| unreachable!("histogram: {e}"));
+        let _ = r.register(Box::new(attempt_duration.clone()));
+        let end_to_end = Histogram::with_opts(
+            HistogramOpts::new(
+                "cpn_relay_end_to_end_seconds",
+                "From GSW_TIMESTAMP (else the record timestamp) to the 2xx",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )
+        .unwrap_or_else(|e| unreachable!("histogram: {e}"));
+        let _ = r.register(Box::new(end_to_end.clone()));
+        RelayMetrics {
+            consumed: counter_vec(
+                &r,
+                "cpn_relay_consumed_total",
+                "Records taken from Kafka",
+                &["topic", "partition"],
+            ),
+            deliveries: counter_vec(
+                &r,
+                "cpn_relay_deliveries_total",
+                "Final outcomes",
+                &["outcome"],
+            ),
+            attempts: counter_vec(
+                &r,
+                "cpn_relay_attempts_total",
+                "HTTP attempts by result class",
+                &["class"],
+            ),
+            retries: counter(&r, "cpn_relay_retries_total", "Attempts that were retries"),
+            dead_letters: counter_vec(
+                &r,
+                "cpn_relay_dead_letters_total",
+                "Records written to the dead-letter topic",
+                &["reason"],
+            ),
+            dlq_write_errors: counter(
+                &r,
+                "cpn_relay_dlq_write_errors_total",
+                "Failed dead-letter writes (retried; the offset waits)",
+            ),
+            in_flight: gauge(&r, "cpn_relay_in_flight", "Records taken and not finished"),
+            circuit_state: gauge(
+                &r,
+                "cpn_relay_circuit_state",
+                "Circuit breaker: 0 closed, 1 open, 2 half-open",
+            ),
+            circuit_opened: counter(
+                &r,
+                "cpn_relay_circuit_opened_total",
+                "Times the circuit opened",
+            ),
+            paused_partitions: gauge(
+                &r,
+                "cpn_relay_paused_partitions",
+                "Partitions paused (window full or circuit open)",
+            ),
+            assigned_partitions: gauge(
+                &r,
+                "cpn_relay_assigned_partitions",
+                "Partitions assigned to this relay",
+            ),
+            committed_offset: gauge_vec(
+                &r,
+                "cpn_relay_committed_offset",
+                "Last committed offset",
+                &["topic", "partition"],
+            ),
+            consumer_lag: gauge_vec(
+                &r,
+                "cpn_relay_consumer_lag",
+                "Consumer lag in records",
+                &["topic", "partition"],
+            ),
+            commit_errors: counter(
+                &r,
+                "cpn_relay_commit_errors_total",
+                "Offset commits that failed",
+            ),
+            attempt_duration,
+            end_to_end,
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec cannot fail for well-formed metric families.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}

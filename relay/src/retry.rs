@@ -1,0 +1,222 @@
+//! Retry policy: exponential backoff with full jitter, bounded by attempts
+//! and elapsed time, honouring `Retry-After` up to a ceiling.
+//!
+//! Pure: no clock and no random number generator inside. The caller passes
+//! the attempt count, the budget time used so far, and a jitter sample in
+//! `[0, 1)`. Time a message spends waiting on an open circuit (an outage) is
+//! not budget time: the caller leaves it out (DESIGN invariant 5).
+
+use std::time::{Duration, SystemTime};
+
+/// How often and how long one record is retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts a record may use, the first included. At least 1.
+    pub max_attempts: u32,
+    /// Budget time after the first attempt beyond which no retry starts.
+    pub max_elapsed: Duration,
+    /// Cap of the backoff before jitter for the first retry.
+    pub initial_delay: Duration,
+    /// Cap of any backoff delay.
+    pub max_delay: Duration,
+    /// Growth factor of the cap per attempt. At least 1.
+    pub multiplier: f64,
+    /// The longest `Retry-After` that is honoured; longer requests are cut to it.
+    pub retry_after_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 10,
+            max_elapsed: Duration::from_secs(300),
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+            multiplier: 2.0,
+            retry_after_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What to do after a failed, retryable attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Wait this long, then try again.
+    RetryAfter(Duration),
+    /// The budget is spent: dead-letter as `retries_exhausted`.
+    Exhausted,
+}
+
+impl RetryPolicy {
+    /// The backoff cap before the retry that follows attempt number
+    /// `attempts` (1-based): `initial_delay * multiplier^(attempts-1)`, at
+    /// most `max_delay`.
+    pub fn cap(&self, attempts: u32) -> Duration {
+        let exp = attempts.saturating_sub(1).min(64);
+        let factor = self.multiplier.max(1.0).powi(exp as i32);
+        let secs = self.initial_delay.as_secs_f64() * factor;
+        if !secs.is_finite() || secs >= self.max_delay.as_secs_f64() {
+            self.max_delay
+        } else {
+            Duration::from_secs_f64(secs)
+        }
+    }
+
+    /// Full jitter: a delay uniformly in `[0, cap)`, from `jitter` in `[0, 1)`.
+    pub fn backoff(&self, attempts: u32, jitter: f64) -> Duration {
+        let j = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.cap(attempts).mul_f64(j)
+    }
+
+    /// Decides the next step after `attempts` counted failed attempts, with
+    /// `elapsed` budget time used since the first one. A `Retry-After` from
+    /// the target is honoured up to `retry_after_max` and wins over a shorter
+    /// backoff.
+    pub fn next_step(
+        &self,
+        attempts: u32,
+        elapsed: Duration,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> NextStep {
+        if attempts >= self.max_attempts {
+            return NextStep::Exhausted;
+        }
+        let mut delay = self.backoff(attempts, jitter);
+        if let Some(ra) = retry_after {
+            delay = delay.max(ra.min(self.retry_after_max));
+        }
+        if elapsed.saturating_add(delay) > self.max_elapsed {
+            return NextStep::Exhausted;
+        }
+        NextStep::RetryAfter(delay)
+    }
+}
+
+/// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110
+/// §10.2.3), relative to `now`. A date in the past means no wait. `None` for
+/// a value that is neither.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Absurdly long digit strings saturate instead of failing.
+        return Some(Duration::from_secs(v.parse::<u64>().unwrap_or(u64::MAX)));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 5,
+            max_elapsed: Duration::from_secs(60),
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+            multiplier: 2.0,
+            retry_after_max: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn cap_grows_exponentially_then_stops_at_max() {
+        let p = policy();
+        let caps: Vec<_> = (1..=7).map(|a| p.cap(a).as_millis()).collect();
+        assert_eq!(caps, vec![100, 200, 400, 800, 1600, 2000, 2000]);
+        assert_eq!(p.cap(u32::MAX), p.max_delay);
+    }
+
+    #[test]
+    fn full_jitter_spans_zero_to_cap() {
+        let p = policy();
+        assert_eq!(p.backoff(3, 0.0), Duration::ZERO);
+        assert_eq!(p.backoff(3, 0.5), Duration::from_millis(200));
+        assert!(p.backoff(3, 0.999_999) < Duration::from_millis(400));
+        assert_eq!(
+            p.backoff(3, f64::NAN),
+            Duration::ZERO,
+            "bad jitter is not a panic"
+        );
+    }
+
+    #[test]
+    fn stops_after_max_attempts() {
+        let p = policy();
+        assert!(matches!(
+            p.next_step(4, Duration::ZERO, None, 0.5),
+            NextStep::RetryAfter(_)
+        ));
+        assert_eq!(
+            p.next_step(5, Duration::ZERO, None, 0.5),
+            NextStep::Exhausted
+        );
+    }
+
+    #[test]
+    fn stops_when_the_delay_would_pass_max_elapsed() {
+        let p = policy();
+        assert_eq!(
+            p.next_step(1, Duration::from_secs(60), None, 0.0),
+            NextStep::RetryAfter(Duration::ZERO)
+        );
+        assert_eq!(
+            p.next_step(2, Duration::from_millis(59_900), None, 0.9),
+            NextStep::Exhausted
+        );
+    }
+
+    #[test]
+    fn retry_after_wins_over_shorter_backoff_and_is_capped() {
+        let p = policy();
+        assert_eq!(
+            p.next_step(1, Duration::ZERO, Some(Duration::from_secs(7)), 0.5),
+            NextStep::RetryAfter(Duration::from_secs(7))
+        );
+        assert_eq!(
+            p.next_step(1, Duration::ZERO, Some(Duration::from_secs(3600)), 0.5),
+            NextStep::RetryAfter(Duration::from_secs(30))
+        );
+    }
+
+    #[test]
+    fn retry_after_parses_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(parse_retry_after("", now), None);
+        assert!(parse_retry_after("99999999999999999999999", now).is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn delay_never_exceeds_the_larger_of_cap_and_retry_after_ceiling(
+            attempts in 0u32..100, jitter in 0.0f64..1.0, ra in proptest::option::of(0u64..100_000)
+        ) {
+            let p = policy();
+            if let NextStep::RetryAfter(d) = p.next_step(attempts, Duration::ZERO, ra.map(Duration::from_millis), jitter) {
+                prop_assert!(d <= p.max_delay.max(p.retry_after_max));
+            }
+        }
+    }
+}

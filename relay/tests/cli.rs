@@ -1,0 +1,114 @@
+//! The `cpn-relay` binary's configuration front: `check-config` names the
+//! wrong key and why, exits non-zero, and never prints secrets. (Having an
+//! integration test here also makes `cargo test` build the binary that the
+//! end-to-end tests spawn.)
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+fn relay() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cpn-relay"));
+    c.env_remove("CPN_TARGET_URL")
+        .env_remove("CPN_RELAY_CONFIG");
+    c
+}
+
+fn write(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cpn-relay-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn check_config_accepts_the_example_file() {
+    let out = relay()
+        .args([
+            "check-config",
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/relay.example.toml"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("configuration is valid"));
+    assert!(text.contains("max_attempts = 10"));
+}
+
+#[test]
+fn check_config_names_the_wrong_key() {
+    let p = write(
+        "bad.toml",
+        "[target]\nurl = \"http://x/\"\n[retry]\nmax_attempts = 0\n",
+    );
+    let out = relay()
+        .args(["check-config", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("retry.max_attempts: must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_names_an_unknown_key() {
+    let p = write(
+        "unknown.toml",
+        "[target]\nurl = \"http://x/\"\nretries = 3\n",
+    );
+    let out = relay()
+        .args(["check-config", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("retries"), "{err}");
+}
+
+#[test]
+fn check_config_redacts_secrets() {
+    let out = relay()
+        .args([
+            "check-config",
+            "--target-url",
+            "https://user:pw@crm.example/hook?token=t0k",
+        ])
+        .args([
+            "--header",
+            "Authorization: Bearer s3cr3t",
+            "-X",
+            "sasl.password=hunter2",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for secret in ["s3cr3t", "hunter2", "pw@", "t0k"] {
+        assert!(!text.contains(secret), "{secret} leaked:\n{text}");
+    }
+    assert!(text.contains("[redacted]"));
+}
+
+#[test]
+fn run_without_a_target_says_how_to_set_one() {
+    let out = relay().args(["run"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("target.url: missing"), "{err}");
+}
