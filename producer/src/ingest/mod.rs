@@ -1,0 +1,239 @@
+//! HTTP ingest (`cpn-producer serve`): an endpoint Genesys OCS can post its
+//! contact-processed notifications to unchanged, backed by Kafka.
+//!
+//! Routes:
+//!
+//! - `POST /v1/contact-processed` — one event, body and headers as OCS sends
+//!   them (`Content-Type: application/json`, `ETag: <GUID>`). 200 with the
+//!   partition and offset once Kafka acknowledged it.
+//! - `POST /v1/contact-processed/batch` — NDJSON; a per-line report.
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//!
+//! Status codes are chosen in [`response`] only. The server takes its
+//! shutdown as a future ([`Server::run`]): on it, the listener stops
+//! accepting, requests in flight finish (each bounded by `ack_timeout`), and
+//! the producer is flushed. Not here: TLS and authentication (terminate them
+//! in front, as OCS deployments do with a proxy).
+
+pub mod content_type;
+pub mod ready;
+pub mod response;
+mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::config::PublisherConfig;
+use crate::publisher::{FlushError, Publisher, PublisherError};
+use ready::Readiness;
+
+/// Default `--max-body-bytes`: 1 MiB, far above a ~1.3 KB event and within
+/// Kafka's default record size.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default `--ack-timeout-ms`: below the HTTP timeouts OCS and typical load
+/// balancers use, so the client gets a 503 rather than a dropped connection.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `Retry-After` on a 503, in seconds.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
+/// Default deadline for flushing the producer at shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Route of the single-event endpoint.
+pub const SINGLE_ROUTE: &str = "/v1/contact-processed";
+/// Route of the batch endpoint.
+pub const BATCH_ROUTE: &str = "/v1/contact-processed/batch";
+
+/// Settings of the ingest server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Kafka settings.
+    pub publisher: PublisherConfig,
+    /// Address to listen on (`127.0.0.1:8080`, `[::]:8080`, port 0 for any).
+    pub listen: String,
+    /// Largest request body accepted; larger gets 413.
+    pub max_body_bytes: usize,
+    /// How long a request waits for Kafka's acknowledgement before 503.
+    pub ack_timeout: Duration,
+    /// `Retry-After` seconds sent with a 503.
+    pub retry_after_secs: u64,
+    /// How long shutdown waits for outstanding acknowledgements.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServeConfig {
+    /// Defaults for everything but Kafka and the address.
+    #[must_use]
+    pub fn new(publisher: PublisherConfig, listen: impl Into<String>) -> Self {
+        Self {
+            publisher,
+            listen: listen.into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
+            retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// `max-body-bytes` or `ack-timeout-ms` is zero.
+    #[error("{option}: must be at least 1")]
+    Config {
+        /// The offending option.
+        option: &'static str,
+    },
+    /// The Kafka producer could not be built.
+    #[error("could not create the kafka producer")]
+    Publisher(#[source] PublisherError),
+    /// The listen address could not be bound.
+    #[error("could not listen on {addr}")]
+    Bind {
+        /// The address asked for.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP server failed.
+    #[error("http server failed")]
+    Serve(#[source] std::io::Error),
+    /// Shutdown could not flush every outstanding event.
+    #[error("shutdown: not every event was acknowledged")]
+    Flush(#[source] FlushError),
+}
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) publisher: Publisher,
+    pub(crate) readiness: Readiness,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) retry_after_secs: u64,
+}
+
+/// A bound, not yet running, ingest server.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    app: Arc<App>,
+    shutdown_timeout: Duration,
+}
+
+impl Server {
+    /// Creates the producer and binds the listener; serves nothing yet.
+    ///
+    /// # Errors
+    /// [`ServeError`] for a bad configuration or an address in use.
+    pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
+        if config.max_body_bytes == 0 {
+            return Err(ServeError::Config {
+                option: "max-body-bytes",
+            });
+        }
+        if config.ack_timeout.is_zero() {
+            return Err(ServeError::Config {
+                option: "ack-timeout-ms",
+            });
+        }
+        let publisher = Publisher::new(&config.publisher).map_err(ServeError::Publisher)?;
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| ServeError::Bind {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
+        let app = Arc::new(App {
+            readiness: Readiness::new(publisher.clone()),
+            publisher,
+            max_body_bytes: config.max_body_bytes,
+            ack_timeout: config.ack_timeout,
+            retry_after_secs: config.retry_after_secs,
+        });
+        Ok(Self {
+            listener,
+            app,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    ///
+    /// # Errors
+    /// The OS error, if the socket cannot report it.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The publisher behind the server (for its metrics).
+    #[must_use]
+    pub fn publisher(&self) -> &Publisher {
+        &self.app.publisher
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets requests
+    /// in flight finish, and flushes the producer.
+    ///
+    /// # Errors
+    /// [`ServeError::Serve`] if the server fails, [`ServeError::Flush`] if
+    /// events were still unacknowledged after `shutdown_timeout`.
+    pub async fn run<F>(self, shutdown: F) -> Result<(), ServeError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let router = router(Arc::clone(&self.app));
+        let addr = self.local_addr().ok();
+        info!(
+            ?addr,
+            topic = self.app.publisher.topic(),
+            "ingest server listening"
+        );
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(ServeError::Serve)?;
+        info!("ingest server stopped accepting; flushing the producer");
+        self.app
+            .publisher
+            .flush(self.shutdown_timeout)
+            .await
+            .map_err(ServeError::Flush)?;
+        info!("ingest server stopped");
+        Ok(())
+    }
+}
+
+/// Binds and serves until `shutdown`; see [`Server::run`].
+///
+/// # Errors
+/// As [`Server::bind`] and [`Server::run`].
+pub async fn run<F>(config: ServeConfig, shutdown: F) -> Result<(), ServeError>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    Server::bind(config).await?.run(shutdown).await
+}
+
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(SINGLE_ROUTE, post(routes::single))
+        .route(BATCH_ROUTE, post(routes::batch))
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app),
+            routes::track,
+        ))
+        .with_state(app)
+}
