@@ -131,7 +131,9 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
         tokio::runtime::Handle::current(),
         deliverer,
         metrics,
-        stop.child_token(),
+        // Not a child of `stop`: a shutdown must let in-flight records
+        // finish; workers are cancelled only when a settle deadline passes.
+        CancellationToken::new(),
         readiness,
     )?;
     let settings = ConsumerSettings {

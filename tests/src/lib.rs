@@ -64,7 +64,10 @@ pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result
         .context("creating admin client")?;
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    let results = admin.create_topics([&new], &opts).await.context("create_topics")?;
+    let results = admin
+        .create_topics([&new], &opts)
+        .await
+        .context("create_topics")?;
     for r in results {
         if let Err((name, code)) = r {
             bail!("creating topic {name}: {code}");
@@ -94,3 +97,256 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The path of a workspace binary (`cpn-relay`, `cpn-producer`) built next
+/// to this test executable. `cargo test` builds a package's binaries when
+/// that package has integration tests, which both do.
+///
+/// # Errors
+/// Fails, saying how to build it, when the binary is not there.
+pub fn bin_path(name: &str) -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe().context("locating the test executable")?;
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .context("test executable has no target directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found; build it with `cargo build -p {name}` (cargo test --workspace does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A valid ContactProcessed body for tests: chain `chain_id` of calling list
+/// `list`, position `n` in the chain, with a fresh GUID. Returns the GUID
+/// and the JSON bytes.
+pub fn event(list: &str, chain_id: i64, n: i64) -> (String, Vec<u8>) {
+    let guid = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::json!({
+        "GSW_MESSAGE": "ContactProcessed",
+        "GSW_MESSAGE_GUID": guid,
+        "GSW_TIMESTAMP": "1764064800.123",
+        "GSW_CALL_ATTEMPT_GUID": uuid::Uuid::new_v4().to_string(),
+        "GSW_PHONE": "+15555550100",
+        "GSW_PHONE_TYPE": 4,
+        "GSW_CHAIN_ID": chain_id,
+        "GSW_CHAIN_N": n,
+        "GSW_RECORD_HANDLE": 1000 + n,
+        "GSW_REASON": 1,
+        "GSW_CALL_RESULT": 33,
+        "GSW_CAMPAIGN_NAME": "test-campaign",
+        "GSW_CONTACT_MEDIA_TYPE": "voice",
+        "GSW_CALLING_LIST": list,
+        "GSW_CAMPAIGN_GROUP_NAME": "test-group",
+        "GSW_CAMPAIGN_GROUP_GUID": "6f1c2d3e-0000-4000-8000-000000000001",
+        "GSW_GROUP_NAME": "agents",
+        "GSW_QUEUE_NAME": "queue-1",
+        "GSW_DIAL_MODE": 1,
+        "GSW_RECORD_TYPE": 2,
+        "GSW_RECORD_STATUS": 3,
+        "GSW_START_PROCESSING": "1764064790.000",
+        "Other1": "seq-".to_owned() + &n.to_string(),
+    });
+    (guid, body.to_string().into_bytes())
+}
+
+/// One record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct ReadRecord {
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes.
+    pub value: Option<Vec<u8>>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl ReadRecord {
+    /// The last header of that name, as text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// A producer like cpn-producer's: idempotent, acks=all.
+///
+/// # Errors
+/// The client cannot be created.
+pub fn producer(brokers: &str) -> Result<rdkafka::producer::FutureProducer> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .create()
+        .context("creating producer")
+}
+
+/// Produces `value` with `key` and a `cpn.guid` header; waits for the ack.
+///
+/// # Errors
+/// Kafka did not acknowledge.
+pub async fn produce(
+    p: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    key: &str,
+    guid: Option<&str>,
+    value: &[u8],
+) -> Result<(i32, i64)> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut rec = rdkafka::producer::FutureRecord::to(topic)
+        .key(key)
+        .payload(value);
+    if let Some(g) = guid {
+        rec = rec.headers(OwnedHeaders::new().insert(Header {
+            key: "cpn.guid",
+            value: Some(g),
+        }));
+    }
+    let d = p
+        .send(rec, Duration::from_secs(30))
+        .await
+        .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
+    Ok((d.partition, d.offset))
+}
+
+/// Reads every record of `topic` present now (up to the high watermarks),
+/// without a consumer group.
+///
+/// # Errors
+/// Kafka does not answer.
+pub fn read_all(brokers: &str, topic: &str) -> Result<Vec<ReadRecord>> {
+    use rdkafka::Offset;
+    use rdkafka::TopicPartitionList;
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating reader")?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let parts: Vec<i32> = md
+        .topics()
+        .first()
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    let mut highs = std::collections::HashMap::new();
+    for p in &parts {
+        let (lo, hi) = consumer.fetch_watermarks(topic, *p, Duration::from_secs(10))?;
+        if hi > lo {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(lo))?;
+            remaining += hi - lo;
+            highs.insert(*p, hi);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining == 0 {
+        return Ok(out);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while remaining > 0 {
+        if std::time::Instant::now() > deadline {
+            bail!("reading {topic}: {remaining} records did not arrive in 30 s");
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m?;
+            if highs.get(&m.partition()).is_some_and(|h| m.offset() < *h) {
+                remaining -= 1;
+                out.push(ReadRecord {
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| {
+                                    (
+                                        h.key.to_owned(),
+                                        h.value.map(<[u8]>::to_vec).unwrap_or_default(),
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    Ok(out)
+}
+
+/// The committed offsets of `group` on `topic`, by partition (absent when
+/// nothing was committed).
+///
+/// # Errors
+/// Kafka does not answer.
+pub fn committed(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+) -> Result<std::collections::BTreeMap<i32, i64>> {
+    use rdkafka::Offset;
+    use rdkafka::TopicPartitionList;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .context("creating offsets reader")?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut tpl = TopicPartitionList::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            tpl.add_partition(topic, p.id());
+        }
+    }
+    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    Ok(got
+        .elements()
+        .iter()
+        .filter_map(|e| match e.offset() {
+            Offset::Offset(o) => Some((e.partition(), o)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// High watermarks (end offsets) of `topic`, by partition.
+///
+/// # Errors
+/// Kafka does not answer.
+pub fn end_offsets(brokers: &str, topic: &str) -> Result<std::collections::BTreeMap<i32, i64>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating watermark reader")?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let mut out = std::collections::BTreeMap::new();
+    for t in md.topics() {
+        for p in t.partitions() {
+            let (_, hi) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10))?;
+            out.insert(p.id(), hi);
+        }
+    }
+    Ok(out)
+}
+
+pub mod relay;

@@ -1,0 +1,305 @@
+//! Faults: a target outage, SIGKILL mid-flight, a relay leaving its group,
+//! SIGTERM. Each checks that nothing is lost, and that duplicates stay
+//! within the documented bound (only records at or past the committed
+//! offset are ever redelivered).
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cpn_e2e::relay::{RunningRelay, test_config};
+use cpn_e2e::{
+    bin_path, broker, committed, create_topic, event, produce, producer, read_all, unique, wait_for,
+};
+use cpn_relay::mockcrm::{Behavior, Latency, MockCrm};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+struct Sent {
+    /// guid → (partition, offset)
+    at: HashMap<String, (i32, i64)>,
+}
+
+/// Publishes `per_chain` rounds of one event per chain; each round waits for
+/// its acks, so every chain's events are in offset order.
+async fn publish(
+    brokers: &str,
+    topic: &str,
+    list: &str,
+    chains: i64,
+    per_chain: i64,
+) -> Result<Sent> {
+    let p = producer(brokers)?;
+    let mut at = HashMap::new();
+    for n in 0..per_chain {
+        let batch: Vec<_> = (0..chains)
+            .map(|c| {
+                let (g, b) = event(list, c, n);
+                (format!("{list}:{c}"), g, b)
+            })
+            .collect();
+        let sends = batch
+            .iter()
+            .map(|(k, g, b)| produce(&p, topic, k, Some(g), b));
+        let results = futures::future::join_all(sends).await;
+        for ((_, g, _), r) in batch.iter().zip(results) {
+            at.insert(g.clone(), r?);
+        }
+    }
+    Ok(Sent { at })
+}
+
+fn delivered(crm: &MockCrm) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in crm.received() {
+        if r.status_sent == 200
+            && let Some(g) = r.etag
+        {
+            *m.entry(g).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+async fn wait_all_delivered(crm: &MockCrm, sent: &Sent) -> Result<()> {
+    let want = sent.at.len();
+    wait_for(&format!("all {want} events delivered"), WAIT, || async {
+        let d = delivered(crm);
+        sent.at.keys().all(|g| d.contains_key(g)).then_some(())
+    })
+    .await
+}
+
+fn spawn_relay(brokers: &str, topic: &str, group: &str, url: &str) -> Result<Child> {
+    let child = Command::new(bin_path("cpn-relay")?)
+        .args([
+            "run",
+            "--brokers",
+            brokers,
+            "--topic",
+            topic,
+            "--group",
+            group,
+            "--target-url",
+            url,
+        ])
+        .args(["--metrics-listen", "off"])
+        .env("CPN_RETRY_INITIAL_DELAY_MS", "20")
+        .env("CPN_RETRY_MAX_DELAY_MS", "200")
+        .env("CPN_COMMIT_INTERVAL_MS", "200")
+        .env("CPN_CONCURRENCY_MAX_IN_FLIGHT_PER_PARTITION", "64")
+        .env("CPN_KAFKA_SESSION_TIMEOUT_MS", "6000")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawning cpn-relay")?;
+    Ok(child)
+}
+
+fn sigterm(child: &Child) -> Result<()> {
+    let pid = child.id().context("relay already exited")?;
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()?;
+    anyhow::ensure!(st.success(), "kill -TERM failed");
+    Ok(())
+}
+
+async fn crm(behavior: Behavior) -> Result<MockCrm> {
+    Ok(MockCrm::start(MockCrm::bind("127.0.0.1:0".parse()?)?, behavior).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_30s_outage_sends_nothing_to_the_dlq() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("cp");
+    create_topic(&brokers, &topic, 2).await?;
+    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
+    let up = crm(Behavior::status(200)).await?;
+    let addr = up.addr();
+    let url = up.url();
+    let mut cfg = test_config(&brokers, &topic, &unique("g"), &url);
+    // Without the circuit, three refused attempts would dead-letter every record.
+    cfg.retry.max_attempts = 3;
+    cfg.retry.max_elapsed_ms = 2_000;
+    let relay = RunningRelay::start(cfg)?;
+    up.stop().await;
+    let sent = publish(&brokers, &topic, "list-out", 10, 5).await?;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let back = MockCrm::start_on(addr, Behavior::status(200)).await?;
+    wait_all_delivered(&back, &sent).await?;
+    relay.stop().await?;
+    assert!(
+        read_all(&brokers, &format!("{topic}.dlq"))?.is_empty(),
+        "an outage is not poison"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("cp");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 4).await?;
+    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
+    let crm =
+        crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20)))).await?;
+    let sent = publish(&brokers, &topic, "list-k", 40, 50).await?;
+    let mut relay = spawn_relay(&brokers, &topic, &group, &crm.url())?;
+    wait_for("some deliveries before the kill", WAIT, || async {
+        (delivered(&crm).len() >= 300).then_some(())
+    })
+    .await?;
+    relay.start_kill()?;
+    relay.wait().await?;
+    let before_kill = delivered(&crm);
+    let at_kill = committed(&brokers, &group, &topic)?;
+    assert!(
+        !at_kill.is_empty(),
+        "the relay committed before it was killed"
+    );
+    // Invariant 2: everything below the committed offset was delivered.
+    for (g, (p, o)) in &sent.at {
+        if at_kill.get(p).is_some_and(|c| o < c) {
+            assert!(
+                before_kill.contains_key(g),
+                "offset {o} of partition {p} committed but never delivered"
+            );
+        }
+    }
+    let mut relay = spawn_relay(&brokers, &topic, &group, &crm.url())?;
+    wait_all_delivered(&crm, &sent).await?;
+    sigterm(&relay)?;
+    let status = tokio::time::timeout(Duration::from_secs(60), relay.wait()).await??;
+    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+    let after = delivered(&crm);
+    // Duplicates only for records at or past the commit position at the kill.
+    for (g, n) in &after {
+        if *n > 1 {
+            let (p, o) = sent.at[g];
+            let c = at_kill.get(&p).copied().unwrap_or(0);
+            assert!(
+                o >= c,
+                "record {p}:{o} delivered {n} times though committed at {c}"
+            );
+        }
+    }
+    let dups: usize = after.values().map(|n| n - 1).sum();
+    eprintln!("redelivered after SIGKILL: {dups} of {}", sent.at.len());
+    assert!(read_all(&brokers, &format!("{topic}.dlq"))?.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_commits_so_a_restart_sends_no_duplicates() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("cp");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 2).await?;
+    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
+    let crm =
+        crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20)))).await?;
+    let sent = publish(&brokers, &topic, "list-t", 20, 40).await?;
+    let mut relay = spawn_relay(&brokers, &topic, &group, &crm.url())?;
+    wait_for("deliveries under way", WAIT, || async {
+        (delivered(&crm).len() >= 100).then_some(())
+    })
+    .await?;
+    sigterm(&relay)?;
+    let status = tokio::time::timeout(Duration::from_secs(60), relay.wait()).await??;
+    assert!(status.success(), "exit 0 after SIGTERM, got {status}");
+    let at_stop = delivered(&crm);
+    let c = committed(&brokers, &group, &topic)?;
+    // Drained: every delivered record is below the committed offset.
+    for g in at_stop.keys() {
+        let (p, o) = sent.at[g];
+        assert!(
+            c.get(&p).is_some_and(|c| o < *c),
+            "delivered {p}:{o} not covered by commit {c:?}"
+        );
+    }
+    let mut relay = spawn_relay(&brokers, &topic, &group, &crm.url())?;
+    wait_all_delivered(&crm, &sent).await?;
+    sigterm(&relay)?;
+    tokio::time::timeout(Duration::from_secs(60), relay.wait()).await??;
+    let after = delivered(&crm);
+    let dups: Vec<_> = after.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        dups.is_empty(),
+        "a graceful stop redelivers nothing: {} duplicates",
+        dups.len()
+    );
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+async fn assigned_partitions(port: u16) -> Option<i64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with("cpn_relay_assigned_partitions "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|v| v as i64)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_share_partitions_and_one_leaving_loses_nothing() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("cp");
+    let group = unique("g");
+    create_topic(&brokers, &topic, 4).await?;
+    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
+    let crm =
+        crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(10)))).await?;
+    let (pa, pb) = (free_port()?, free_port()?);
+    let mut a_cfg = test_config(&brokers, &topic, &group, &crm.url());
+    a_cfg.observability.metrics_listen = format!("127.0.0.1:{pa}");
+    let mut b_cfg = test_config(&brokers, &topic, &group, &crm.url());
+    b_cfg.observability.metrics_listen = format!("127.0.0.1:{pb}");
+    let a = RunningRelay::start(a_cfg)?;
+    let b = RunningRelay::start(b_cfg)?;
+    wait_for("both relays hold partitions", WAIT, || async {
+        let (x, y) = (
+            assigned_partitions(pa).await?,
+            assigned_partitions(pb).await?,
+        );
+        (x > 0 && y > 0 && x + y == 4).then_some(())
+    })
+    .await?;
+    let first = publish(&brokers, &topic, "list-2a", 20, 20).await?;
+    wait_for("deliveries under way", WAIT, || async {
+        (delivered(&crm).len() >= 100).then_some(())
+    })
+    .await?;
+    b.stop().await?;
+    let second = publish(&brokers, &topic, "list-2b", 20, 10).await?;
+    wait_all_delivered(&crm, &first).await?;
+    wait_all_delivered(&crm, &second).await?;
+    wait_for("relay A takes all partitions", WAIT, || async {
+        (assigned_partitions(pa).await? == 4).then_some(())
+    })
+    .await?;
+    a.stop().await?;
+    let d = delivered(&crm);
+    let dups: usize = d.values().map(|n| n - 1).sum();
+    assert_eq!(
+        dups, 0,
+        "a graceful leave settles and commits before giving partitions up"
+    );
+    assert!(read_all(&brokers, &format!("{topic}.dlq"))?.is_empty());
+    Ok(())
+}
