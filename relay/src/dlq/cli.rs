@@ -119,8 +119,8 @@ pub struct TopicArgs {
     /// The dead-letter topic to read (the relay's kafka.dlq_topic; default there: <topic>.dlq).
     #[arg(long, short = 't', env = "CPN_KAFKA_DLQ_TOPIC")]
     pub topic: String,
+    /// The brokers.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub kafka: KafkaArgs,
 }
 
@@ -193,26 +193,23 @@ impl FilterArgs {
 /// `dlq stats`.
 #[derive(Debug, Args)]
 pub struct StatsArgs {
+    /// The dead-letter topic and the brokers.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub topic: TopicArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub filter: FilterArgs,
     /// One JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Which dead letters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `dlq list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    /// The dead-letter topic and the brokers.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub topic: TopicArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub filter: FilterArgs,
     /// One JSON object per line with the keys partition, offset, guid, reason, http_status,
     /// attempts, original_topic, original_partition, original_offset, last_attempt_at, error.
     #[arg(long)]
@@ -220,14 +217,17 @@ pub struct ListArgs {
     /// Stop after this many rows.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// Which dead letters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `dlq show`.
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("which").required(true).args(["coordinates", "guid"])))]
 pub struct ShowArgs {
+    /// The dead-letter topic and the brokers.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub topic: TopicArgs,
     /// The dead letter's PARTITION:OFFSET in the dead-letter topic (as `list` prints it).
     #[arg(value_name = "PARTITION:OFFSET", value_parser = parse_coordinates)]
@@ -258,26 +258,23 @@ fn parse_coordinates(s: &str) -> Result<(i32, i64), String> {
 \"value\", \"dead_letter\": <the list --json row>}. Bytes are a JSON string when UTF-8, else {\"hex\": \"...\"}."
 )]
 pub struct ExportArgs {
+    /// The dead-letter topic and the brokers.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub topic: TopicArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub filter: FilterArgs,
     /// Stop after this many records.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// Which dead letters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// `dlq replay`.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
+    /// The dead-letter topic and the brokers.
     #[command(flatten)]
-    #[allow(missing_docs)]
     pub topic: TopicArgs,
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub filter: FilterArgs,
     /// Send every record to this topic instead of its original topic (__connect.errors.topic).
     #[arg(long, value_name = "TOPIC")]
     pub to: Option<String>,
@@ -299,6 +296,9 @@ pub struct ReplayArgs {
     /// Look at every dead letter in the topic, not only those after the recorded progress.
     #[arg(long)]
     pub from_beginning: bool,
+    /// Which dead letters.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 /// Runs a `dlq` subcommand.

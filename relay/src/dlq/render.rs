@@ -63,7 +63,7 @@ struct Column {
 
 /// The `list` table: one row per dead letter. With a `width`, the table is
 /// made to fit: the error column is cut, then the least useful columns
-/// (campaign group, call result, tries) are dropped.
+/// (campaign group, tries, call result, HTTP status, time) are dropped.
 pub fn list_table(rows: &[DeadLetterView], width: Option<usize>) -> String {
     let dash = || "-".to_owned();
     let col = |title, drop_rank, max, f: &dyn Fn(&DeadLetterView) -> Option<String>| Column {
@@ -77,12 +77,13 @@ pub fn list_table(rows: &[DeadLetterView], width: Option<usize>) -> String {
     };
     let mut columns = vec![
         col("P:OFFSET", 0, 24, &|d| Some(d.coordinates())),
-        col("LAST ATTEMPT (UTC)", 4, 19, &|d| d.at().map(short_time)),
+        // Last attempt, else (no request made) when it was dead-lettered.
+        col("GAVE UP (UTC)", 4, 19, &|d| d.at().map(short_time)),
         col("REASON", 0, 17, &|d| d.reason.clone()),
         col("HTTP", 5, 4, &|d| d.http_status.map(|s| s.to_string())),
-        col("TRIES", 6, 5, &|d| d.attempts.map(|a| a.to_string())),
+        col("TRIES", 7, 5, &|d| d.attempts.map(|a| a.to_string())),
         col("GUID", 0, 45, &|d| d.guid().map(str::to_owned)),
-        col("CALL RESULT", 7, 20, &|d| {
+        col("CALL RESULT", 6, 20, &|d| {
             d.event
                 .as_ref()
                 .and_then(|e| e.call_result)
@@ -324,6 +325,11 @@ mod tests {
             );
             assert!(t.contains("0:2"));
         }
+        let usual = list_table(&rows, Some(120));
+        assert!(
+            usual.contains("33 Answer") && usual.contains("422"),
+            "a 120-column terminal keeps them: {usual}"
+        );
         let narrow = list_table(&rows, Some(80));
         assert!(
             !narrow.contains("CAMPAIGN GROUP"),
