@@ -15,7 +15,7 @@
 use std::cell::{Cell, RefCell};
 use std::error::Error;
 use std::fmt;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::time::{Duration, Instant};
 
 use cpn_schema::{ContactProcessed, Invalid};
@@ -35,6 +35,8 @@ use crate::record::Record;
 
 /// Events per batch handed from the reader or generator thread.
 const BATCH: usize = 512;
+/// Read buffer of the NDJSON reader thread.
+const READ_BUFFER_BYTES: usize = 1 << 20;
 /// Batches buffered between that thread and the publisher.
 const CHANNEL_BATCHES: usize = 64;
 /// Outcomes between two progress callbacks.
@@ -286,7 +288,7 @@ pub async fn publish_ndjson<R, P>(
     reporter: &mut P,
 ) -> Summary
 where
-    R: BufRead + Send + 'static,
+    R: Read + Send + 'static,
     P: Reporter,
 {
     let started = Instant::now();
@@ -365,9 +367,13 @@ fn finish<P: Reporter>(
     state.summary.elapsed = started.elapsed();
 }
 
-fn read_and_parse<R: BufRead>(input: R, max_line_bytes: usize, tx: &mpsc::Sender<Vec<Parsed>>) {
+fn read_and_parse<R: Read>(input: R, max_line_bytes: usize, tx: &mpsc::Sender<Vec<Parsed>>) {
     let mut batch = Vec::with_capacity(BATCH);
-    for line in Lines::new(input, max_line_bytes) {
+    let mut lines = Lines::new(
+        BufReader::with_capacity(READ_BUFFER_BYTES, input),
+        max_line_bytes,
+    );
+    while let Some(line) = lines.next() {
         let parsed = match line {
             Err(e) => Parsed::ReadError(e),
             Ok(Line::TooLong { number, len }) => Parsed::Invalid {
@@ -385,7 +391,11 @@ fn read_and_parse<R: BufRead>(input: R, max_line_bytes: usize, tx: &mpsc::Sender
         };
         let is_error = matches!(parsed, Parsed::ReadError(_));
         batch.push(parsed);
-        if (batch.len() >= BATCH || is_error)
+        // Hand the batch on when it is full, and also before a read that may
+        // block: input trickling in through a pipe (`tail -f | publish`) is
+        // published as it arrives, not when 512 lines have gathered.
+        let would_block = lines.buffered() == 0;
+        if (batch.len() >= BATCH || is_error || would_block)
             && tx.blocking_send(std::mem::take(&mut batch)).is_err()
         {
             return; // the publisher stopped listening

@@ -4,7 +4,7 @@
 //! the terminal, and picks the exit status.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Write};
+use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -252,14 +252,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn open_input(path: Option<&PathBuf>) -> Result<Box<dyn BufRead + Send>> {
+fn open_input(path: Option<&PathBuf>) -> Result<Box<dyn Read + Send>> {
     Ok(match path {
-        None => Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
-        Some(p) if p.as_os_str() == "-" => Box::new(BufReader::with_capacity(1 << 20, io::stdin())),
-        Some(p) => Box::new(BufReader::with_capacity(
-            1 << 20,
-            File::open(p).with_context(|| format!("opening {}", p.display()))?,
-        )),
+        None => Box::new(io::stdin()),
+        Some(p) if p.as_os_str() == "-" => Box::new(io::stdin()),
+        Some(p) => Box::new(File::open(p).with_context(|| format!("opening {}", p.display()))?),
     })
 }
 
@@ -274,7 +271,7 @@ fn exit_for(summary: &Summary) -> ExitCode {
 }
 
 async fn validate(args: ValidateArgs) -> Result<ExitCode> {
-    let input = open_input(args.input.as_ref())?;
+    let input = BufReader::with_capacity(1 << 20, open_input(args.input.as_ref())?);
     let identity = if args.as_publish {
         Identity::Assigned
     } else {

@@ -98,6 +98,18 @@ impl<R: BufRead> Lines<R> {
     }
 }
 
+impl<R: io::Read> Lines<io::BufReader<R>> {
+    /// Bytes already read from the source but not yet returned as lines.
+    ///
+    /// Zero means the next line needs a read that may block (a pipe or
+    /// terminal waiting for input): a streaming caller hands on what it has
+    /// batched before asking for it.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.reader.buffer().len()
+    }
+}
+
 impl<R: BufRead> Iterator for Lines<R> {
     type Item = io::Result<Line>;
 
@@ -231,6 +243,22 @@ mod tests {
                 bytes: vec![0xff, 0xfe]
             }]
         );
+    }
+
+    #[test]
+    fn buffered_says_when_the_next_line_needs_a_read() {
+        let mut lines = Lines::new(io::BufReader::with_capacity(64, &b"a\nb\n"[..]), 10);
+        assert!(matches!(
+            lines.next(),
+            Some(Ok(Line::Event { number: 1, .. }))
+        ));
+        assert_eq!(lines.buffered(), 2);
+        assert!(matches!(
+            lines.next(),
+            Some(Ok(Line::Event { number: 2, .. }))
+        ));
+        assert_eq!(lines.buffered(), 0);
+        assert!(lines.next().is_none());
     }
 
     #[test]

@@ -1,0 +1,511 @@
+//! HTTP ingest (`cpn-producer serve`, run in-process through
+//! `cpn_producer::ingest::Server`) against the real broker: a 2xx only once
+//! Kafka holds the event, and every refusal path (400, 413, 415, 503 with
+//! Retry-After) with nothing stored that was not accepted. Fresh topic per
+//! test; fails (never skips) without a broker.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use cpn_e2e::{ReadRecord, broker, create_topic, read_all, unique, wait_for};
+use cpn_producer::ingest::{BATCH_ROUTE, SINGLE_ROUTE, ServeConfig, Server};
+use cpn_producer::{Metrics, PublisherConfig, Record};
+use cpn_schema::ContactProcessed;
+use cpn_schema::headers::{CURRENT_SCHEMA_VERSION, GUID, SCHEMA_VERSION};
+use reqwest::StatusCode;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running ingest server and the means to stop it.
+struct Running {
+    addr: SocketAddr,
+    metrics: Metrics,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), cpn_producer::ingest::ServeError>>,
+}
+
+impl Running {
+    async fn start(config: ServeConfig) -> Result<Self> {
+        let server = Server::bind(config).await?;
+        let addr = server.local_addr()?;
+        let metrics = server.publisher().metrics().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            metrics,
+            stop,
+            task,
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn shutdown(self) -> Result<Result<(), cpn_producer::ingest::ServeError>> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(60), self.task)
+            .await
+            .context("server did not stop")?
+            .context("server task panicked")
+    }
+}
+
+fn config(brokers: &str, topic: &str) -> ServeConfig {
+    let mut publisher = PublisherConfig::new(brokers, topic);
+    publisher.delivery_timeout = Duration::from_secs(30);
+    let mut c = ServeConfig::new(publisher, "127.0.0.1:0");
+    c.ack_timeout = Duration::from_secs(20);
+    c
+}
+
+fn sample(name: &str) -> Result<Vec<u8>> {
+    let path = format!(
+        "{}/../schema/examples/valid/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read(&path).with_context(|| format!("reading {path}"))
+}
+
+fn json(bytes: &[u8]) -> Result<serde_json::Value> {
+    serde_json::from_slice(bytes).context("parsing JSON")
+}
+
+/// POST `body` as OCS does: JSON content type, ETag = GUID, its User-Agent.
+async fn post_as_ocs(
+    client: &reqwest::Client,
+    url: &str,
+    body: &[u8],
+) -> Result<(StatusCode, reqwest::header::HeaderMap, serde_json::Value)> {
+    let value = json(body)?;
+    let mut req = client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .header("Accept", "*/*")
+        .header("User-Agent", "OCS/8.1.528.21");
+    if let Some(guid) = value["GSW_MESSAGE_GUID"].as_str() {
+        req = req.header("ETag", guid);
+    }
+    let resp = req.body(body.to_vec()).send().await?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.bytes().await?;
+    Ok((status, headers, json(&body)?))
+}
+
+fn stored(brokers: &str, topic: &str) -> Result<HashMap<(i32, i64), ReadRecord>> {
+    Ok(read_all(brokers, topic)?
+        .into_iter()
+        .map(|r| ((r.partition, r.offset), r))
+        .collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ocs_post_is_acknowledged_with_where_kafka_stored_it_and_resends_are_accepted() -> Result<()>
+{
+    let brokers = broker()?;
+    let topic = unique("ingest-single");
+    create_topic(&brokers, &topic, 3).await?;
+    let server = Running::start(config(&brokers, &topic)).await?;
+    let client = reqwest::Client::new();
+
+    let mut accepted = Vec::new();
+    for name in [
+        "voice-answered-agent.json",
+        "uppercase-braced-guids.json",
+        "email-user-fields.json",
+    ] {
+        let body = sample(name)?;
+        let (status, _, reply) = post_as_ocs(&client, &server.url(SINGLE_ROUTE), &body).await?;
+        assert_eq!(status, StatusCode::OK, "{name}: {reply}");
+        accepted.push((body, reply));
+    }
+    // OCS retry: the same event (same GUID) again is accepted again.
+    let (again, first) = (&accepted[0].0.clone(), &accepted[0].1.clone());
+    let (status, _, reply) = post_as_ocs(&client, &server.url(SINGLE_ROUTE), again).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reply["guid"], first["guid"]);
+    assert_ne!(
+        (&reply["partition"], &reply["offset"]),
+        (&first["partition"], &first["offset"])
+    );
+    accepted.push((again.clone(), reply));
+
+    // The 200s came after the acknowledgement: the records are there now.
+    let records = stored(&brokers, &topic)?;
+    assert_eq!(records.len(), accepted.len());
+    for (body, reply) in &accepted {
+        let at = (
+            i32::try_from(reply["partition"].as_i64().context("partition")?)?,
+            reply["offset"].as_i64().context("offset")?,
+        );
+        let got = records
+            .get(&at)
+            .with_context(|| format!("nothing at {at:?}"))?;
+        let event = ContactProcessed::from_json(body).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let expected = Record::from_event(&event);
+        assert_eq!(got.value.as_deref(), Some(expected.value.as_slice()));
+        assert_eq!(json(got.value.as_deref().unwrap_or_default())?, json(body)?);
+        assert_eq!(got.key.as_deref(), Some(expected.key.as_bytes()));
+        assert_eq!(
+            got.header(GUID).as_deref(),
+            Some(event.message_guid.as_str())
+        );
+        assert_eq!(reply["guid"].as_str(), Some(event.message_guid.as_str()));
+        assert_eq!(
+            got.header(SCHEMA_VERSION).as_deref(),
+            Some(CURRENT_SCHEMA_VERSION)
+        );
+    }
+    assert_eq!(server.metrics.published(), accepted.len() as u64);
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_400_413_415_store_nothing() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-refusals");
+    create_topic(&brokers, &topic, 1).await?;
+    let mut c = config(&brokers, &topic);
+    c.max_body_bytes = 4096;
+    let server = Running::start(c).await?;
+    let client = reqwest::Client::new();
+    let url = server.url(SINGLE_ROUTE);
+
+    // 400: every field problem listed.
+    let mut bad = json(&sample("voice-answered-agent.json")?)?;
+    let obj = bad.as_object_mut().context("object")?;
+    obj.remove("GSW_PHONE");
+    obj.insert("GSW_CHAIN_ID".into(), "seventeen".into());
+    obj.insert("GSW_CONTACT_MEDIA_TYPE".into(), "fax".into());
+    let (status, _, reply) = post_as_ocs(&client, &url, &serde_json::to_vec(&bad)?).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    let fields: Vec<&str> = reply["problems"]
+        .as_array()
+        .context("problems")?
+        .iter()
+        .filter_map(|p| p["field"].as_str())
+        .collect();
+    for f in ["GSW_PHONE", "GSW_CHAIN_ID", "GSW_CONTACT_MEDIA_TYPE"] {
+        assert!(fields.contains(&f), "{f} not named in {reply}");
+    }
+
+    // 400: not JSON, position given.
+    let (status, _, reply) = post_as_ocs_raw(&client, &url, "application/json", b"{\"GSW_").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply["problems"][0]["field"], "(root)");
+    assert!(
+        reply["problems"][0]["problem"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("column")
+    );
+
+    // 400: ETag naming another GUID than the body.
+    let body = sample("sms-minimal.json")?;
+    let resp = client
+        .post(&url)
+        .header("Content-Type", "application/json")
+        .header("ETag", uuid::Uuid::new_v4().to_string())
+        .body(body.clone())
+        .send()
+        .await?;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(&resp.bytes().await?)?["problems"][0]["field"], "ETag");
+
+    // 413: above --max-body-bytes.
+    let mut big = json(&body)?;
+    big["Other1"] = "x".repeat(5000).into();
+    let (status, _, reply) = post_as_ocs(&client, &url, &serde_json::to_vec(&big)?).await?;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
+    assert_eq!(reply["problems"][0]["field"], "(body)");
+
+    // 415: not JSON, or no content type at all.
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut req = client.post(&url).body(body.clone());
+        if let Some(ct) = ct {
+            req = req.header("Content-Type", ct);
+        }
+        let resp = req.send().await?;
+        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{ct:?}");
+        assert_eq!(
+            json(&resp.bytes().await?)?["problems"][0]["field"],
+            "Content-Type"
+        );
+    }
+    // The batch endpoint takes NDJSON, the single one does not.
+    let (status, _, _) = post_as_ocs_raw(&client, &url, "application/x-ndjson", &body).await?;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // Nothing of the above reached Kafka; a valid post still works after.
+    assert!(read_all(&brokers, &topic)?.is_empty());
+    let (status, _, _) = post_as_ocs(&client, &url, &body).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read_all(&brokers, &topic)?.len(), 1);
+
+    let metrics = reqwest::get(server.url("/metrics")).await?.text().await?;
+    assert!(
+        metrics.contains(
+            r#"cpn_producer_http_requests_total{route="/v1/contact-processed",status="415"} 4"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cpn_producer_events_rejected_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("cpn_producer_events_published_total 1"),
+        "{metrics}"
+    );
+    server.shutdown().await??;
+    Ok(())
+}
+
+async fn post_as_ocs_raw(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(StatusCode, reqwest::header::HeaderMap, serde_json::Value)> {
+    let resp = client
+        .post(url)
+        .header("Content-Type", content_type)
+        .body(body.to_vec())
+        .send()
+        .await?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.bytes().await?;
+    Ok((
+        status,
+        headers,
+        json(&bytes).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_reports_each_line_and_publishes_exactly_the_valid_ones() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-batch");
+    create_topic(&brokers, &topic, 3).await?;
+    let server = Running::start(config(&brokers, &topic)).await?;
+    let client = reqwest::Client::new();
+    let url = server.url(BATCH_ROUTE);
+
+    let (_, a) = cpn_e2e::event("batch-list", 1, 0);
+    let (_, b) = cpn_e2e::event("batch-list", 1, 1);
+    let (_, c) = cpn_e2e::event("batch-list", 2, 0);
+    let mut invalid = json(&c)?;
+    invalid
+        .as_object_mut()
+        .context("object")?
+        .remove("GSW_CALLING_LIST");
+    let ndjson = [
+        a.clone(),
+        b"".to_vec(),
+        serde_json::to_vec(&invalid)?,
+        b.clone(),
+        c.clone(),
+    ]
+    .join(&b'\n');
+
+    let (status, _, report) =
+        post_as_ocs_raw(&client, &url, "application/x-ndjson", &ndjson).await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{report}");
+    assert_eq!(report["accepted"], 3);
+    assert_eq!(report["rejected"], 1);
+    assert_eq!(report["failed"], 0);
+    let results = report["results"].as_array().context("results")?;
+    let lines: Vec<(i64, &str)> = results
+        .iter()
+        .map(|r| {
+            (
+                r["line"].as_i64().unwrap_or(-1),
+                r["status"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (1, "accepted"),
+            (3, "rejected"),
+            (4, "accepted"),
+            (5, "accepted")
+        ]
+    );
+    assert_eq!(results[1]["problems"][0]["field"], "GSW_CALLING_LIST");
+
+    let records = stored(&brokers, &topic)?;
+    assert_eq!(records.len(), 3, "only the valid lines are in Kafka");
+    for (r, body) in [(&results[0], &a), (&results[2], &b), (&results[3], &c)] {
+        let at = (
+            i32::try_from(r["partition"].as_i64().context("partition")?)?,
+            r["offset"].as_i64().context("offset")?,
+        );
+        let got = records
+            .get(&at)
+            .with_context(|| format!("nothing at {at:?}"))?;
+        assert_eq!(json(got.value.as_deref().unwrap_or_default())?, json(body)?);
+        assert_eq!(got.header(GUID).as_deref(), r["guid"].as_str());
+    }
+    // Lines 1 and 4 are one chain: same partition, line order kept.
+    assert_eq!(results[0]["partition"], results[2]["partition"]);
+    assert!(results[0]["offset"].as_i64() < results[2]["offset"].as_i64());
+
+    // All valid: 200.
+    let all_good = [a, b].join(&b'\n');
+    let (status, _, report) =
+        post_as_ocs_raw(&client, &url, "application/x-ndjson", &all_good).await?;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["accepted"], 2);
+    // Only blank lines: 400.
+    let (status, _, _) = post_as_ocs_raw(&client, &url, "application/x-ndjson", b"\n \n").await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-health");
+    create_topic(&brokers, &topic, 1).await?;
+    let server = Running::start(config(&brokers, &topic)).await?;
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await?.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        reqwest::get(server.url("/readyz")).await?.status(),
+        StatusCode::OK
+    );
+    let client = reqwest::Client::new();
+    let (status, _, _) = post_as_ocs(
+        &client,
+        &server.url(SINGLE_ROUTE),
+        &sample("sms-minimal.json")?,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    let resp = reqwest::get(server.url("/metrics")).await?;
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()?
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await?;
+    for needle in [
+        "cpn_producer_events_published_total 1",
+        "cpn_producer_events_in_flight 0",
+        "cpn_producer_ack_duration_seconds_count 1",
+        r#"cpn_producer_http_requests_total{route="/v1/contact-processed",status="200"} 1"#,
+        r#"cpn_producer_http_requests_total{route="/readyz",status="200"} 1"#,
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    server.shutdown().await??;
+
+    // A topic the broker does not have: up, but not ready.
+    let server = Running::start(config(&brokers, &unique("ingest-missing"))).await?;
+    assert_eq!(
+        reqwest::get(server.url("/healthz")).await?.status(),
+        StatusCode::OK
+    );
+    let resp = reqwest::get(server.url("/readyz")).await?;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_gives_503_with_retry_after_and_never_a_2xx() -> Result<()> {
+    // Port 1 on loopback: nothing listens, connections are refused.
+    let mut publisher = PublisherConfig::new("127.0.0.1:1", "nowhere");
+    publisher.delivery_timeout = Duration::from_millis(1500);
+    let mut c = ServeConfig::new(publisher, "127.0.0.1:0");
+    c.ack_timeout = Duration::from_millis(800);
+    c.retry_after_secs = 7;
+    c.shutdown_timeout = Duration::from_secs(5);
+    let server = Running::start(c).await?;
+    let client = reqwest::Client::new();
+
+    let body = sample("voice-answered-agent.json")?;
+    let (status, headers, reply) = post_as_ocs(&client, &server.url(SINGLE_ROUTE), &body).await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+    assert_eq!(headers["retry-after"], "7");
+    assert_eq!(reply["problems"][0]["field"], "(kafka)");
+
+    let (_, a) = cpn_e2e::event("down-list", 1, 0);
+    let (_, b) = cpn_e2e::event("down-list", 2, 0);
+    let (status, headers, report) = post_as_ocs_raw(
+        &client,
+        &server.url(BATCH_ROUTE),
+        "application/x-ndjson",
+        &[a, b].join(&b'\n'),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{report}");
+    assert_eq!(headers["retry-after"], "7");
+    assert_eq!(report["accepted"], 0);
+    assert_eq!(report["failed"], 2);
+    for r in report["results"].as_array().context("results")? {
+        assert_eq!(r["status"], "failed");
+        assert!(r.get("offset").is_none());
+    }
+
+    assert_eq!(
+        reqwest::get(server.url("/readyz")).await?.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(server.metrics.published(), 0);
+    // Shutdown still ends: the flush gives up after shutdown_timeout at worst.
+    let _ = server.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_a_request_in_flight_finish_with_its_acknowledgement() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-shutdown");
+    create_topic(&brokers, &topic, 1).await?;
+    let mut c = config(&brokers, &topic);
+    // A long linger keeps the event waiting in the producer long enough to
+    // stop the server while the request is certainly in flight.
+    c.publisher.linger = Duration::from_millis(1500);
+    let server = Running::start(c).await?;
+    let url = server.url(SINGLE_ROUTE);
+    let body = sample("sms-minimal.json")?;
+    let request = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        post_as_ocs(&client, &url, &body).await
+    });
+    let metrics = server.metrics.clone();
+    wait_for("the event to be in flight", Duration::from_secs(10), || {
+        let n = metrics.in_flight();
+        async move { (n == 1).then_some(()) }
+    })
+    .await?;
+    let stopped = tokio::spawn(server.shutdown());
+    let (status, _, reply) = request.await??;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    stopped.await???;
+    let records = read_all(&brokers, &topic)?;
+    ensure!(
+        records.len() == 1,
+        "expected the one event, found {}",
+        records.len()
+    );
+    Ok(())
+}
