@@ -10,6 +10,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::dlq::headers::{self as h, find_str, parse_rfc3339, rfc3339};
@@ -181,49 +182,123 @@ impl DeadLetterView {
         self.last_attempt_at.or_else(|| self.timestamp())
     }
 
-    /// The `list --json` row: exactly the keys `partition`, `offset`, `guid`,
-    /// `reason`, `http_status`, `attempts`, `original_topic`,
-    /// `original_partition`, `original_offset`, `last_attempt_at`, `error`.
-    pub fn list_row(&self) -> Value {
-        json!({
-            "partition": self.raw.partition,
-            "offset": self.raw.offset,
-            "guid": self.guid(),
-            "reason": self.reason,
-            "http_status": self.http_status,
-            "attempts": self.attempts,
-            "original_topic": self.original_topic,
-            "original_partition": self.original_partition,
-            "original_offset": self.original_offset,
-            "last_attempt_at": self.last_attempt_at.map(rfc3339),
-            "error": self.error,
-        })
+    /// The `list --json` row.
+    pub fn list_row(&self) -> ListRow {
+        ListRow {
+            partition: self.raw.partition,
+            offset: self.raw.offset,
+            guid: self.guid().map(str::to_owned),
+            reason: self.reason.clone(),
+            http_status: self.http_status,
+            attempts: self.attempts,
+            original_topic: self.original_topic.clone(),
+            original_partition: self.original_partition,
+            original_offset: self.original_offset,
+            last_attempt_at: self.last_attempt_at.map(rfc3339),
+            error: self.error.clone(),
+        }
     }
 
-    /// The `export` line: the record as read — `topic`, `partition`,
-    /// `offset`, `timestamp`, `key`, `headers` (every one, in order, as
-    /// `{"key", "value"}`) and `value` — plus the decoded `dead_letter` row of
-    /// [`Self::list_row`]. Bytes are a JSON string when they are UTF-8, else
-    /// `{"hex": "..."}`; a missing key, value or header value is `null`.
-    pub fn export_line(&self, topic: &str) -> Value {
-        let headers: Vec<Value> = self
-            .raw
-            .headers
-            .iter()
-            .map(|(k, v)| json!({ "key": k, "value": v.as_deref().map(bytes_json) }))
-            .collect();
-        json!({
-            "topic": topic,
-            "partition": self.raw.partition,
-            "offset": self.raw.offset,
-            "timestamp": self.timestamp().map(rfc3339),
-            "key": self.raw.key.as_deref().map(bytes_json),
-            "headers": headers,
-            "value": self.raw.value.as_deref().map(bytes_json),
-            "dead_letter": self.list_row(),
-        })
+    /// The `export` line: the record as read plus its decoded [`ListRow`].
+    pub fn export_line(&self, topic: &str) -> ExportLine {
+        ExportLine {
+            topic: topic.to_owned(),
+            partition: self.raw.partition,
+            offset: self.raw.offset,
+            timestamp: self.timestamp().map(rfc3339),
+            key: self.raw.key.as_deref().map(bytes_json),
+            headers: self
+                .raw
+                .headers
+                .iter()
+                .map(|(k, v)| ExportHeader {
+                    key: k.clone(),
+                    value: v.as_deref().map(bytes_json),
+                })
+                .collect(),
+            value: self.raw.value.as_deref().map(bytes_json),
+            dead_letter: self.list_row(),
+        }
     }
 }
+
+/// One `list --json` line: exactly the keys `partition`, `offset`, `guid`,
+/// `reason`, `http_status`, `attempts`, `original_topic`,
+/// `original_partition`, `original_offset`, `last_attempt_at`, `error`, in
+/// that order; unknown values are `null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListRow {
+    /// Partition in the dead-letter topic.
+    pub partition: i32,
+    /// Offset in the dead-letter topic.
+    pub offset: i64,
+    /// Message GUID; `null` when the value is not JSON.
+    pub guid: Option<String>,
+    /// `cpn.dlq.reason`.
+    pub reason: Option<String>,
+    /// Last HTTP status.
+    pub http_status: Option<u16>,
+    /// Attempts made.
+    pub attempts: Option<u32>,
+    /// Where the record was consumed from.
+    pub original_topic: Option<String>,
+    /// Its partition there.
+    pub original_partition: Option<i32>,
+    /// Its offset there.
+    pub original_offset: Option<i64>,
+    /// Last attempt, RFC 3339; `null` when no request was made.
+    pub last_attempt_at: Option<String>,
+    /// `cpn.dlq.error`.
+    pub error: Option<String>,
+}
+
+/// One `export` line: `topic`, `partition`, `offset`, `timestamp`, `key`,
+/// `headers` (every one, in order, as `{"key", "value"}`), `value`, and the
+/// decoded `dead_letter` ([`ListRow`]). Bytes are a JSON string when they
+/// are UTF-8, else `{"hex": "..."}`; a missing key, value or header value is
+/// `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportLine {
+    /// The dead-letter topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// The dead-letter record's timestamp, RFC 3339.
+    pub timestamp: Option<String>,
+    /// Key bytes.
+    pub key: Option<Value>,
+    /// Every header, in order.
+    pub headers: Vec<ExportHeader>,
+    /// Value bytes (the original event, untouched).
+    pub value: Option<Value>,
+    /// The decoded dead letter.
+    pub dead_letter: ListRow,
+}
+
+/// One header of an [`ExportLine`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExportHeader {
+    /// Header name.
+    pub key: String,
+    /// Header value; `null` for a null header.
+    pub value: Option<Value>,
+}
+
+macro_rules! json_display {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            /// One line of JSON.
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                // Only strings, numbers and string-keyed objects: serializing cannot fail.
+                f.write_str(&serde_json::to_string(self).map_err(|_| std::fmt::Error)?)
+            }
+        }
+    };
+}
+json_display!(ListRow);
+json_display!(ExportLine);
 
 /// Bytes as JSON: the text when UTF-8, else `{"hex": "..."}`.
 pub fn bytes_json(b: &[u8]) -> Value {
@@ -349,14 +424,8 @@ mod tests {
     #[test]
     fn list_row_has_exactly_the_documented_keys() {
         let d = DeadLetterView::decode(raw(vec![], &info(DlqReason::HttpRejected), &body()));
-        let row = d.list_row();
-        let keys: Vec<&str> = row
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        let mut want = vec![
+        let line = d.list_row().to_string();
+        let want = [
             "partition",
             "offset",
             "guid",
@@ -369,8 +438,20 @@ mod tests {
             "last_attempt_at",
             "error",
         ];
-        want.sort_unstable();
-        assert_eq!(keys, want, "serde_json maps are sorted");
+        let mut at = 0;
+        for k in want {
+            let i = line
+                .find(&format!("\"{k}\":"))
+                .unwrap_or_else(|| panic!("{k} missing in {line}"));
+            assert!(i >= at, "{k} out of order in {line}");
+            at = i;
+        }
+        let row: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            row.as_object().unwrap().len(),
+            want.len(),
+            "no other keys: {line}"
+        );
         assert_eq!(row["partition"], 1);
         assert_eq!(row["offset"], 7);
         assert_eq!(row["guid"], GUID);
@@ -389,7 +470,7 @@ mod tests {
         let d = DeadLetterView::decode(raw(vec![], &i, b"\xff not json"));
         assert!(d.event.is_none());
         assert_eq!(d.guid(), None);
-        let row = d.list_row();
+        let row = serde_json::to_value(d.list_row()).unwrap();
         assert!(
             row["guid"].is_null()
                 && row["http_status"].is_null()
@@ -397,7 +478,7 @@ mod tests {
         );
         assert_eq!(row["reason"], "invalid_payload");
         assert_eq!(d.at(), d.timestamp(), "no attempt: the record timestamp");
-        let line = d.export_line("D");
+        let line = serde_json::to_value(d.export_line("D")).unwrap();
         assert_eq!(line["value"]["hex"], "ff206e6f74206a736f6e");
     }
 
@@ -440,7 +521,7 @@ mod tests {
             &info(DlqReason::HttpRejected),
             &body(),
         ));
-        let line = d.export_line("D");
+        let line = serde_json::to_value(d.export_line("D")).unwrap();
         assert_eq!(line["topic"], "D");
         assert_eq!(line["key"], "LIST:17");
         assert_eq!(line["value"].as_str().unwrap().as_bytes(), &body()[..]);
@@ -448,6 +529,9 @@ mod tests {
         assert_eq!(headers.len(), d.raw.headers.len());
         assert_eq!(headers[0]["key"], "cpn.guid");
         assert_eq!(headers[1]["key"], h::REASON);
-        assert_eq!(line["dead_letter"], d.list_row());
+        assert_eq!(
+            line["dead_letter"],
+            serde_json::to_value(d.list_row()).unwrap()
+        );
     }
 }

@@ -9,8 +9,6 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use serde_json::Value;
-
 use crate::dlq::headers::{RESPONSE_BODY, rfc3339};
 use crate::dlq::record::{DeadLetterView, hex};
 
@@ -165,13 +163,70 @@ fn header_text(v: Option<&[u8]>) -> String {
     }
 }
 
-/// Bytes as a page: pretty JSON when they are JSON, else the text (lossy).
+/// Bytes as a page: JSON re-indented (keys in their original order, values
+/// as written), else the text (lossy).
 fn pretty(b: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(b) {
-        Ok(v) => serde_json::to_string_pretty(&v)
-            .unwrap_or_else(|_| String::from_utf8_lossy(b).into_owned()),
-        Err(_) => String::from_utf8_lossy(b).into_owned(),
+    match std::str::from_utf8(b) {
+        Ok(text) if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => reindent(text),
+        _ => String::from_utf8_lossy(b).into_owned(),
     }
+}
+
+/// Re-indents valid JSON text by two spaces, touching nothing but the
+/// whitespace between tokens.
+fn reindent(json: &str) -> String {
+    let mut out = String::with_capacity(json.len() * 2);
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    let mut chars = json.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                while chars.next_if(|n| n.is_whitespace()).is_some() {}
+                out.push(c);
+                if chars.peek().is_some_and(|n| *n == '}' || *n == ']') {
+                    continue;
+                }
+                depth += 1;
+                newline(&mut out, depth);
+            }
+            '}' | ']' => {
+                let empty = out.ends_with('{') || out.ends_with('[');
+                if !empty {
+                    depth = depth.saturating_sub(1);
+                    newline(&mut out, depth);
+                }
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The `show` page: where the dead letter is, what the relay recorded, every
@@ -373,6 +428,14 @@ mod tests {
             not_json.contains("(not a JSON object):\noops"),
             "{not_json}"
         );
+    }
+
+    #[test]
+    fn json_is_reindented_in_its_own_order() {
+        let text = r#"{"z":1, "a":{"s":"x,\\\"{y}"},"e":[],"o":{},"l":[1,2.50]}"#;
+        let want = "{\n  \"z\": 1,\n  \"a\": {\n    \"s\": \"x,\\\\\\\"{y}\"\n  },\n  \"e\": [],\n  \"o\": {},\n  \"l\": [\n    1,\n    2.50\n  ]\n}";
+        assert_eq!(pretty(text.as_bytes()), want);
+        assert_eq!(pretty(b"{not json"), "{not json");
     }
 
     #[test]

@@ -304,6 +304,7 @@ fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
     ) {
         bar.set_style(style);
     }
+    bar.set_message("0 replayed");
     bar
 }
 
@@ -389,7 +390,7 @@ pub async fn replay(
             match plan(&dl, &opts.dlq_topic, opts.to.as_deref(), opts.max_replays) {
                 Plan::LoopGuard { replays } => {
                     let line = format!(
-                        "{} {} (guid {}): already replayed {replays} times (--max-replays {})",
+                        "{} {} (guid {}): already replayed {replays} time{} (--max-replays {})",
                         if opts.dry_run {
                             "would skip"
                         } else {
@@ -397,6 +398,7 @@ pub async fn replay(
                         },
                         dl.coordinates(),
                         dl.guid().unwrap_or("-"),
+                        if replays == 1 { "" } else { "s" },
                         opts.max_replays
                     );
                     bar.suspend(|| eprintln!("{line}"));

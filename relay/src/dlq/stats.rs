@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::dlq::headers::rfc3339;
 use crate::dlq::record::DeadLetterView;
@@ -80,22 +80,38 @@ impl Stats {
         }
     }
 
-    /// The `--json` form: `total`, `oldest`, `newest` (RFC 3339 or null) and
-    /// one object of counts per dimension (`by_reason`, `by_http_status`,
-    /// `by_target`, `by_campaign_group`, `by_media_type`, `by_hour`).
-    pub fn to_json(&self, topic: &str) -> Value {
-        json!({
-            "topic": topic,
-            "total": self.total,
-            "oldest": self.oldest.map(rfc3339),
-            "newest": self.newest.map(rfc3339),
-            "by_reason": self.by_reason,
-            "by_http_status": self.by_http_status,
-            "by_target": self.by_target,
-            "by_campaign_group": self.by_campaign_group,
-            "by_media_type": self.by_media_type,
-            "by_hour": self.by_hour,
-        })
+    /// The `--json` form, one line: `topic`, `total`, `oldest`, `newest`
+    /// (RFC 3339 or null) and one object of counts per dimension
+    /// (`by_reason`, `by_http_status`, `by_target`, `by_campaign_group`,
+    /// `by_media_type`, `by_hour`).
+    pub fn to_json(&self, topic: &str) -> String {
+        #[derive(Serialize)]
+        struct Report<'a> {
+            topic: &'a str,
+            total: u64,
+            oldest: Option<String>,
+            newest: Option<String>,
+            by_reason: &'a BTreeMap<String, u64>,
+            by_http_status: &'a BTreeMap<String, u64>,
+            by_target: &'a BTreeMap<String, u64>,
+            by_campaign_group: &'a BTreeMap<String, u64>,
+            by_media_type: &'a BTreeMap<String, u64>,
+            by_hour: &'a BTreeMap<String, u64>,
+        }
+        let report = Report {
+            topic,
+            total: self.total,
+            oldest: self.oldest.map(rfc3339),
+            newest: self.newest.map(rfc3339),
+            by_reason: &self.by_reason,
+            by_http_status: &self.by_http_status,
+            by_target: &self.by_target,
+            by_campaign_group: &self.by_campaign_group,
+            by_media_type: &self.by_media_type,
+            by_hour: &self.by_hour,
+        };
+        // Strings, numbers and string-keyed maps only: serializing cannot fail.
+        serde_json::to_string(&report).unwrap_or_default()
     }
 
     /// The human table: a header line, then one block per dimension, the
@@ -233,7 +249,8 @@ mod tests {
     #[test]
     fn json_and_table_agree() {
         let s = stats();
-        let j = s.to_json("D");
+        let j: serde_json::Value = serde_json::from_str(&s.to_json("D")).unwrap();
+        assert!(s.to_json("D").starts_with(r#"{"topic":"D","total":4,"#));
         assert_eq!(j["total"], 4);
         assert_eq!(j["by_reason"]["http_rejected"], 2);
         assert_eq!(j["by_hour"]["2025-11-25T12"], 1);
@@ -253,6 +270,6 @@ mod tests {
     #[test]
     fn empty_topic_says_so() {
         assert_eq!(Stats::default().render("D"), "dead letters in D: 0\n");
-        assert!(Stats::default().to_json("D")["oldest"].is_null());
+        assert!(Stats::default().to_json("D").contains(r#""oldest":null"#));
     }
 }
