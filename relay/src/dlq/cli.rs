@@ -485,7 +485,8 @@ async fn export(a: ExportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> 
         Ok(n < limit)
     })
     .await?;
-    eprintln!("exported {n} dead letters from {}", a.topic.topic);
+    let s = if n == 1 { "" } else { "s" };
+    eprintln!("exported {n} dead letter{s} from {}", a.topic.topic);
     Ok(ExitCode::SUCCESS)
 }
 

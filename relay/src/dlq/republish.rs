@@ -123,11 +123,12 @@ impl ReplaySummary {
             "replayed"
         };
         let mut s = format!(
-            "{verb} {}, skipped {} (loop guard), failed {}; examined {} dead letters, {} matched the filters",
+            "{verb} {}, skipped {} (loop guard), failed {}; examined {} dead letter{}, {} matched the filters",
             self.replayed,
             self.skipped.len(),
             self.failed.len(),
             self.examined,
+            if self.examined == 1 { "" } else { "s" },
             self.matched
         );
         if self.limit_reached {
