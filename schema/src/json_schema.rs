@@ -25,7 +25,6 @@ pub const SCHEMA_ID: &str = "https://example.invalid/cpn/contact-processed.schem
 pub fn json_schema() -> Schema {
     let generator = SchemaSettings::draft2020_12()
         .for_serialize()
-        .with(|settings| settings.inline_subschemas = false)
         .with_transform(NoNullOptionals)
         .into_generator();
     let mut schema = generator.into_root_schema_for::<ContactProcessed>();

@@ -740,14 +740,16 @@ impl Draft {
         let assigning = assign.is_some();
         let guid_missing = assigning && self.message_guid.is_missing();
         let timestamp_missing = assigning && self.timestamp.is_missing();
-        let message_guid = self.message_guid.required("GSW_MESSAGE_GUID", &mut p);
-        let timestamp = self.timestamp.required("GSW_TIMESTAMP", &mut p);
-        if guid_missing {
-            p.0.retain(|problem| problem.field != "GSW_MESSAGE_GUID");
-        }
-        if timestamp_missing {
-            p.0.retain(|problem| problem.field != "GSW_TIMESTAMP");
-        }
+        let message_guid = if guid_missing {
+            Guid::placeholder()
+        } else {
+            self.message_guid.required("GSW_MESSAGE_GUID", &mut p)
+        };
+        let timestamp = if timestamp_missing {
+            Timestamp::placeholder()
+        } else {
+            self.timestamp.required("GSW_TIMESTAMP", &mut p)
+        };
         let mut event = ContactProcessed {
             message_guid,
             timestamp,
