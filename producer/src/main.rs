@@ -7,6 +7,14 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc malloc for the binary: at 150k events/s the
+/// generator and publisher allocate and free millions of small buffers across
+/// threads, and glibc's arena locking and fastbin consolidation cost about a
+/// tenth of the CPU (profile and figures in BENCHMARKS.md). The library leaves
+/// the choice of allocator to its users.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

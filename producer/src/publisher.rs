@@ -29,6 +29,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use cpn_schema::{ContactProcessed, Guid, headers};
+use futures::FutureExt;
 use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -360,49 +361,68 @@ impl Publisher {
         let mut events = pin!(events);
         let mut pending = FuturesUnordered::new();
         let mut source_done = false;
+        // Created once: re-creating the notification future on every turn of
+        // the loop showed up in profiles at 100k+ events/s.
+        let mut abandoned = pin!(abandon.cancelled());
         loop {
             if source_done && pending.is_empty() {
                 return StreamEnd::Finished;
             }
             tokio::select! {
                 biased;
-                () = abandon.cancelled() => {
+                () = &mut abandoned => {
                     return StreamEnd::Abandoned { in_flight: pending.len() };
                 }
                 Some((tag, outcome)) = pending.next(), if !pending.is_empty() => {
                     on_outcome(tag, outcome);
+                    // Take every other outcome already in without another
+                    // turn of the select (the next turn re-registers wakers).
+                    while let Some(Some((tag, outcome))) = pending.next().now_or_never() {
+                        on_outcome(tag, outcome);
+                    }
                 }
                 next = events.next(), if !source_done && pending.len() < self.max_in_flight => {
-                    let Some((tag, record)) = next else {
-                        source_done = true;
-                        continue;
-                    };
-                    // Retry this record until it is enqueued, keeping its
-                    // place in line (DESIGN invariant 4: order per chain).
+                    let mut next = next;
                     loop {
-                        match self.enqueue(&record) {
-                            Ok(p) => {
-                                pending.push(tagged(tag, p));
-                                break;
-                            }
-                            Err(PublishError::QueueFull { guid }) => {
-                                tokio::select! {
-                                    biased;
-                                    () = abandon.cancelled() => {
-                                        self.metrics.failed.inc();
-                                        on_outcome(tag, Err(PublishError::QueueFull { guid }));
-                                        return StreamEnd::Abandoned { in_flight: pending.len() };
+                        let Some((tag, record)) = next else {
+                            source_done = true;
+                            break;
+                        };
+                        // Retry this record until it is enqueued, keeping its
+                        // place in line (DESIGN invariant 4: order per chain).
+                        let mut tag = Some(tag);
+                        while let Some(t) = tag.take() {
+                            match self.enqueue(&record) {
+                                Ok(p) => pending.push(tagged(t, p)),
+                                Err(PublishError::QueueFull { guid }) => {
+                                    tokio::select! {
+                                        biased;
+                                        () = &mut abandoned => {
+                                            self.metrics.failed.inc();
+                                            on_outcome(t, Err(PublishError::QueueFull { guid }));
+                                            return StreamEnd::Abandoned {
+                                                in_flight: pending.len(),
+                                            };
+                                        }
+                                        Some((t2, o)) = pending.next(), if !pending.is_empty() => {
+                                            on_outcome(t2, o);
+                                        }
+                                        () = tokio::time::sleep(QUEUE_FULL_BACKOFF),
+                                            if pending.is_empty() => {}
                                     }
-                                    Some((t, o)) = pending.next(), if !pending.is_empty() => {
-                                        on_outcome(t, o);
-                                    }
-                                    () = tokio::time::sleep(QUEUE_FULL_BACKOFF), if pending.is_empty() => {}
+                                    tag = Some(t);
                                 }
+                                Err(e) => on_outcome(t, Err(e)),
                             }
-                            Err(e) => {
-                                on_outcome(tag, Err(e));
-                                break;
-                            }
+                        }
+                        // Keep enqueueing what the source has ready without
+                        // another turn of the select.
+                        if pending.len() >= self.max_in_flight {
+                            break;
+                        }
+                        match events.next().now_or_never() {
+                            Some(n) => next = n,
+                            None => break,
                         }
                     }
                 }
