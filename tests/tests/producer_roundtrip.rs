@@ -235,3 +235,57 @@ async fn events_of_one_chain_share_a_partition_in_publication_order() -> Result<
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_producer_queue_slows_the_stream_without_losing_or_reordering() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("producer-backpressure");
+    create_topic(&brokers, &topic, 2).await?;
+    let mut config = PublisherConfig::new(&brokers, topic.as_str());
+    config.delivery_timeout = Duration::from_secs(30);
+    // librdkafka's local queue holds 8 events: the stream must wait for
+    // acknowledgements (QueueFull) far more often than it enqueues freely.
+    config
+        .overrides
+        .push("queue.buffering.max.messages=8".parse()?);
+    let publisher = Publisher::new(&config)?;
+
+    const N: i64 = 400;
+    let records: Vec<_> = (0..N)
+        .map(|n| {
+            let (_, body) = cpn_e2e::event("backpressure", n % 3, n);
+            let event = ContactProcessed::from_json(&body).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok((n, Record::from_event(&event)))
+        })
+        .collect::<Result<_>>()?;
+    let mut ok = 0;
+    let end = publisher
+        .publish_stream(stream::iter(records), &CancellationToken::new(), |n, r| {
+            assert!(r.is_ok(), "event {n}: {r:?}");
+            ok += 1;
+        })
+        .await;
+    assert_eq!(end, cpn_producer::StreamEnd::Finished);
+    assert_eq!(ok, N);
+
+    let stored = read_all(&brokers, &topic)?;
+    assert_eq!(stored.len(), N as usize);
+    let mut per_key: BTreeMap<Vec<u8>, Vec<(i64, i64)>> = BTreeMap::new();
+    for r in &stored {
+        let n = json(r.value.as_deref().unwrap_or_default())?["GSW_CHAIN_N"]
+            .as_i64()
+            .context("chain n")?;
+        per_key
+            .entry(r.key.clone().unwrap_or_default())
+            .or_default()
+            .push((r.offset, n));
+    }
+    for (key, mut seen) in per_key {
+        seen.sort();
+        let ns: Vec<i64> = seen.iter().map(|(_, n)| *n).collect();
+        let mut sorted = ns.clone();
+        sorted.sort();
+        assert_eq!(ns, sorted, "{} out of order", String::from_utf8_lossy(&key));
+    }
+    Ok(())
+}
