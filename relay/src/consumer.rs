@@ -367,7 +367,14 @@ pub fn run_consumer(
         ctx.readiness
             .last_poll_ms
             .store(epoch_ms(), Ordering::Release);
-        match consumer.poll(Duration::from_millis(100)) {
+        // While partitions are paused, come back soon to resume them the
+        // moment their window has room.
+        let timeout = if ctx.metrics.paused_partitions.get() > 0 {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(100)
+        };
+        match consumer.poll(timeout) {
             Some(Ok(m)) => {
                 let tp = (m.topic().to_owned(), m.partition());
                 let rec = Record {
@@ -433,10 +440,12 @@ fn apply_backpressure(consumer: &BaseConsumer<RelayContext>, window: usize) {
         // flap between paused and resumed on every record.
         let want_paused = outage || taken >= window || (w.paused && taken > window / 2);
         if want_paused && !w.paused {
+            tracing::debug!(partition = *p, taken, "pause");
             to_pause.add_partition(t, *p);
             w.paused = true;
             ctx.metrics.paused_partitions.inc();
         } else if !want_paused && w.paused {
+            tracing::debug!(partition = *p, taken, "resume");
             to_resume.add_partition(t, *p);
             w.paused = false;
             ctx.metrics.paused_partitions.dec();
