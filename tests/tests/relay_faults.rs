@@ -303,3 +303,50 @@ async fn two_relays_share_partitions_and_one_leaving_loses_nothing() -> Result<(
     assert!(read_all(&brokers, &format!("{topic}.dlq"))?.is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dlq_that_cannot_be_written_holds_the_offset_until_it_can() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("cp");
+    let group = unique("g");
+    let dlq = format!("{topic}.dlq");
+    create_topic(&brokers, &topic, 1).await?;
+    // The dead-letter topic does not exist yet (auto-creation is off), so the
+    // relay cannot write the dead letter.
+    let crm = crm(Behavior::status(200).reject_when("GSW_CHAIN_ID", "1", 400)).await?;
+    let relay = RunningRelay::start(test_config(&brokers, &topic, &group, &crm.url()))?;
+    let p = producer(&brokers)?;
+    let (bad, bad_body) = event("list-d", 1, 0);
+    let (_, bad_offset) = produce(&p, &topic, "list-d:1", Some(&bad), &bad_body).await?;
+    let (good, good_body) = event("list-d", 2, 0);
+    produce(&p, &topic, "list-d:2", Some(&good), &good_body).await?;
+    wait_for("the rejection and the later delivery", WAIT, || async {
+        let got = crm.received();
+        (got.iter().any(|r| r.etag.as_deref() == Some(bad.as_str()))
+            && got.iter().any(|r| r.etag.as_deref() == Some(good.as_str())))
+        .then_some(())
+    })
+    .await?;
+    // Several commit intervals pass: the offset must stay at the undead letter.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let held = committed(&brokers, &group, &topic)?;
+    assert!(
+        held.get(&0).is_none_or(|c| *c <= bad_offset),
+        "committed {held:?} past offset {bad_offset} whose dead letter was never written"
+    );
+    create_topic(&brokers, &dlq, 1).await?;
+    let dl = wait_for("the dead letter once the topic exists", WAIT, || async {
+        read_all(&brokers, &dlq).ok().filter(|r| !r.is_empty())
+    })
+    .await?;
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].value.as_deref(), Some(&bad_body[..]));
+    wait_for("the offset to move past both records", WAIT, || async {
+        committed(&brokers, &group, &topic)
+            .ok()
+            .filter(|c| c.get(&0).is_some_and(|c| *c > bad_offset + 1))
+    })
+    .await?;
+    relay.stop().await?;
+    Ok(())
+}
