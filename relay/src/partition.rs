@@ -65,11 +65,10 @@ pub async fn run_worker(
     let start = |running: &mut JoinSet<(u64, i64, Option<Finished>)>, rec: Record| {
         let d = deliverer.clone();
         let c = cancel.clone();
-        d.metrics.in_flight.inc();
         running.spawn(async move {
+            let _gauge = InFlight::enter(&d.metrics.in_flight);
             let key = rec.key_hash();
             let out = d.process(&rec, &c).await;
-            d.metrics.in_flight.dec();
             (key, rec.offset, out)
         });
     };
@@ -148,5 +147,22 @@ pub async fn run_worker(
                 break;
             }
         }
+    }
+}
+
+/// Counts a record in the in-flight gauge for as long as its task lives,
+/// aborted tasks included.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(g: &'a prometheus::IntGauge) -> Self {
+        g.inc();
+        InFlight(g)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
