@@ -141,6 +141,18 @@ pub struct TargetConfig {
     /// Statuses worth retrying.
     #[serde(default = "default_retryable_statuses")]
     pub retryable_statuses: Vec<String>,
+    /// TLS and mTLS settings.
+    #[serde(default)]
+    pub tls: crate::tls::TlsConfig,
+    /// Forward proxy; none when absent (the environment is ignored unless asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<crate::proxy::ProxyConfig>,
+    /// Authentication beyond static headers.
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
+    /// Standard Webhooks request signing; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<crate::signing::SigningConfig>,
 }
 
 /// `[retry]`
@@ -588,6 +600,14 @@ impl RelayConfig {
                 "observability.metrics_listen",
                 format!("{m:?} is not an address like 127.0.0.1:9464 (or off)"),
             );
+        }
+        p.extend(self.target.tls.problems());
+        if let Some(proxy) = &self.target.proxy {
+            p.extend(proxy.problems());
+        }
+        p.extend(self.target.auth.problems());
+        if let Some(signing) = &self.target.signing {
+            p.extend(signing.problems());
         }
         p
     }

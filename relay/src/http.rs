@@ -40,6 +40,14 @@ pub enum ClientError {
     /// reqwest refused the settings.
     #[error("building the HTTP client: {0}")]
     Build(#[source] reqwest::Error),
+    /// A TLS, proxy, auth or signing setting cannot be used.
+    #[error("{path}: {problem}")]
+    Setting {
+        /// Dotted key path, e.g. `target.tls.ca_file`.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// The customer's web server: a pooled client, the URL and the fixed headers.
@@ -48,6 +56,8 @@ pub struct Target {
     client: reqwest::Client,
     url: reqwest::Url,
     headers: HeaderMap,
+    auth: crate::auth::Authenticator,
+    signer: Option<crate::signing::Signer>,
 }
 
 /// What one attempt produced.
@@ -69,17 +79,16 @@ pub struct AttemptReport {
 /// # Errors
 /// Names the header or setting that is not acceptable.
 pub fn build_client(cfg: &TargetConfig) -> Result<reqwest::Client, ClientError> {
-    reqwest::Client::builder()
+    let b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
         .user_agent(USER_AGENT)
         .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
         .timeout(Duration::from_millis(cfg.request_timeout_ms))
         .pool_idle_timeout(Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .tls_version_min(reqwest::tls::Version::TLS_1_2)
-        .build()
-        .map_err(ClientError::Build)
+        .tcp_nodelay(true);
+    let b = cfg.tls.configure(b)?;
+    let b = crate::proxy::configure(cfg.proxy.as_ref(), b)?;
+    b.build().map_err(ClientError::Build)
 }
 
 impl Target {
@@ -104,10 +113,17 @@ impl Target {
             v.set_sensitive(true);
             headers.append(n, v);
         }
+        let signer = cfg
+            .signing
+            .as_ref()
+            .map(crate::signing::Signer::new)
+            .transpose()?;
         Ok(Target {
             client: build_client(cfg)?,
             url,
             headers,
+            auth: crate::auth::Authenticator::new(cfg)?,
+            signer,
         })
     }
 
@@ -126,13 +142,10 @@ impl Target {
                 tracing::warn!("guid is not a valid header value; sending without ETag");
             }
         }
-        let result = self
-            .client
-            .post(self.url.clone())
-            .headers(headers)
-            .body(body)
-            .send()
-            .await;
+        if let Some(signer) = &self.signer {
+            signer.sign(&mut headers, guid, &body, SystemTime::now());
+        }
+        let result = self.send_authorized(headers, body).await;
         let (attempt, response_excerpt) = match result {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
@@ -161,7 +174,10 @@ impl Target {
                     excerpt,
                 )
             }
-            Err(e) => (classify_error(&e), Vec::new()),
+            Err(Failure::Http(e)) => (classify_error(&e), Vec::new()),
+            // No credential means the target cannot be reached: like a
+            // connect error, an outage rather than the record's fault.
+            Err(Failure::Auth(e)) => (Attempt::Connect(format!("auth: {e}")), Vec::new()),
         };
         AttemptReport {
             attempt,
@@ -169,6 +185,51 @@ impl Target {
             duration: start.elapsed(),
             started_at,
         }
+    }
+}
+
+enum Failure {
+    Http(reqwest::Error),
+    Auth(crate::auth::AuthError),
+}
+
+impl Target {
+    /// Sends with credentials; on a 401 that the authenticator can cure
+    /// (a fresh OAuth2 token), sends once more.
+    async fn send_authorized(
+        &self,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<reqwest::Response, Failure> {
+        let mut first = headers.clone();
+        self.auth
+            .authorize(&mut first)
+            .await
+            .map_err(Failure::Auth)?;
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .headers(first)
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(Failure::Http)?;
+        if resp.status() != reqwest::StatusCode::UNAUTHORIZED || !self.auth.unauthorized() {
+            return Ok(resp);
+        }
+        drop(resp);
+        let mut second = headers;
+        self.auth
+            .authorize(&mut second)
+            .await
+            .map_err(Failure::Auth)?;
+        self.client
+            .post(self.url.clone())
+            .headers(second)
+            .body(body)
+            .send()
+            .await
+            .map_err(Failure::Http)
     }
 }
 

@@ -18,8 +18,11 @@
 //!   [`delivery`] (one record's life), [`partition`] (per-chain ordering in a
 //!   partition), [`consumer`] (the Kafka consumer thread, commits,
 //!   rebalances), [`server`] (metrics and health), [`metrics`];
+//! - target edges: [`tls`], [`proxy`], [`auth`], [`signing`], [`secret`]
+//!   (where secrets come from);
 //! - tools: [`mockcrm`] (a fake customer server for onboarding, demos, tests).
 
+pub mod auth;
 pub mod circuit;
 pub mod classify;
 pub mod config;
@@ -30,8 +33,12 @@ pub mod http;
 pub mod metrics;
 pub mod mockcrm;
 pub mod partition;
+pub mod proxy;
 pub mod retry;
+pub mod secret;
 pub mod server;
+pub mod signing;
+pub mod tls;
 pub mod watermark;
 
 use std::future::Future;
