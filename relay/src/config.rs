@@ -92,6 +92,9 @@ pub struct RelayConfig {
     /// Metrics, health and logs.
     #[serde(default)]
     pub observability: ObservabilityConfig,
+    /// Which records this relay delivers (all by default).
+    #[serde(default)]
+    pub filter: crate::route::FilterConfig,
 }
 
 /// `[kafka]`
@@ -153,6 +156,9 @@ pub struct TargetConfig {
     /// Standard Webhooks request signing; off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<crate::signing::SigningConfig>,
+    /// Request rate and concurrency budget for this target.
+    #[serde(default)]
+    pub budget: crate::budget::BudgetConfig,
 }
 
 /// `[retry]`
@@ -606,6 +612,8 @@ impl RelayConfig {
             p.extend(proxy.problems());
         }
         p.extend(self.target.auth.problems());
+        p.extend(self.target.budget.problems());
+        p.extend(self.filter.problems());
         if let Some(signing) = &self.target.signing {
             p.extend(signing.problems());
         }

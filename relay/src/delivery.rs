@@ -65,6 +65,8 @@ pub enum Finished {
     Delivered,
     /// It is in the dead-letter topic (write acknowledged).
     DeadLettered(DlqReason),
+    /// This relay's `[filter]` does not take it: finished without a request.
+    Skipped,
 }
 
 /// What every delivery of one relay shares.
@@ -82,6 +84,10 @@ pub struct Deliverer {
     pub circuit_changed: watch::Sender<u64>,
     /// Caps concurrent HTTP requests.
     pub requests: Semaphore,
+    /// The target's request-rate budget.
+    pub budget: Mutex<crate::budget::Budget>,
+    /// Which records this relay delivers.
+    pub filter: crate::route::FilterConfig,
     /// Dead-letter writer.
     pub dlq: DlqWriter,
     /// Metrics.
@@ -152,6 +158,25 @@ impl Deliverer {
         }
     }
 
+    /// Waits for the target's rate budget; `None` when cancelled.
+    async fn within_budget(&self, cancel: &CancellationToken) -> Option<()> {
+        loop {
+            let wait = match self.budget.lock() {
+                Ok(mut b) => b.take(Instant::now()),
+                Err(p) => p.into_inner().take(Instant::now()),
+            };
+            match wait {
+                Ok(()) => return Some(()),
+                Err(d) => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return None,
+                        _ = tokio::time::sleep(d) => {}
+                    }
+                }
+            }
+        }
+    }
+
     fn publish_circuit_state(&self) {
         let state = self.lock_circuit().state();
         self.metrics.circuit_state.set(state.as_gauge());
@@ -198,6 +223,14 @@ impl Deliverer {
                     .await;
             }
         };
+        if !self.filter.accepts(&event) {
+            self.metrics
+                .deliveries
+                .with_label_values(&["skipped"])
+                .inc();
+            debug!("not for this relay's filter; skipped");
+            return Some(Finished::Skipped);
+        }
         let guid = event.message_guid.as_str().to_owned();
         tracing::Span::current().record("guid", guid.as_str());
         if let Some(h) = header_str(rec, cpn_schema::headers::GUID)
@@ -228,6 +261,7 @@ impl Deliverer {
                     _ = cancel.cancelled() => return None,
                     p = self.requests.acquire() => p.ok()?,
                 };
+                self.within_budget(cancel).await?;
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
                     r = self.target.post(body.clone(), &guid) => r,
@@ -248,6 +282,16 @@ impl Deliverer {
                 .attempt_duration
                 .with_label_values(&[class.as_str()])
                 .observe(report.duration.as_secs_f64());
+            if let (Some(429 | 503), Some(ra)) =
+                (report.attempt.status(), report.attempt.retry_after())
+            {
+                // The target asked everybody to slow down, not just this record.
+                let delay = ra.min(self.policy.retry_after_max);
+                match self.budget.lock() {
+                    Ok(mut b) => b.hold(Instant::now(), delay),
+                    Err(p) => p.into_inner().hold(Instant::now(), delay),
+                }
+            }
             let verdict = self.classifier.classify(&report.attempt);
             let obs = match verdict {
                 Verdict::Delivered | Verdict::Permanent(_) => Observation::Up,

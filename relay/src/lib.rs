@@ -12,7 +12,8 @@
 //! A tour of the modules:
 //! - pure cores, no I/O: [`config`] (settings and validation), [`classify`]
 //!   (attempt → verdict), [`retry`] (backoff policy), [`circuit`] (outage vs
-//!   bad record), [`watermark`] (commit position), [`dlq::headers`] (what a
+//!   bad record), [`budget`] (target rate limit), [`route`] (which records
+//!   this relay takes), [`watermark`] (commit position), [`dlq::headers`] (what a
 //!   dead letter carries);
 //! - edges: [`http`] (the target client), [`dlq::writer`] (the DLQ producer),
 //!   [`delivery`] (one record's life), [`partition`] (per-chain ordering in a
@@ -23,6 +24,7 @@
 //! - tools: [`mockcrm`] (a fake customer server for onboarding, demos, tests).
 
 pub mod auth;
+pub mod budget;
 pub mod circuit;
 pub mod classify;
 pub mod config;
@@ -35,6 +37,7 @@ pub mod mockcrm;
 pub mod partition;
 pub mod proxy;
 pub mod retry;
+pub mod route;
 pub mod secret;
 pub mod server;
 pub mod signing;
@@ -110,7 +113,15 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
         policy: config.retry_policy(),
         circuit: Mutex::new(Circuit::new(config.circuit_config())),
         circuit_changed,
-        requests: Semaphore::new(config.concurrency.max_in_flight),
+        requests: Semaphore::new(match config.target.budget.max_concurrent_requests {
+            0 => config.concurrency.max_in_flight,
+            n => n.min(config.concurrency.max_in_flight),
+        }),
+        budget: Mutex::new(budget::Budget::new(
+            &config.target.budget,
+            std::time::Instant::now(),
+        )),
+        filter: config.filter.clone(),
         dlq: dlq.clone(),
         metrics: metrics.clone(),
         target_redacted: dlq::headers::redact_url(&config.target.url),

@@ -125,6 +125,11 @@ pub fn bin_path(name: &str) -> Result<std::path::PathBuf> {
 /// `list`, position `n` in the chain, with a fresh GUID. Returns the GUID
 /// and the JSON bytes.
 pub fn event(list: &str, chain_id: i64, n: i64) -> (String, Vec<u8>) {
+    event_with_media(list, chain_id, n, "voice")
+}
+
+/// Like [`event`], with `GSW_CONTACT_MEDIA_TYPE` = `media`.
+pub fn event_with_media(list: &str, chain_id: i64, n: i64, media: &str) -> (String, Vec<u8>) {
     let guid = uuid::Uuid::new_v4().to_string();
     let body = serde_json::json!({
         "GSW_MESSAGE": "ContactProcessed",
@@ -139,7 +144,7 @@ pub fn event(list: &str, chain_id: i64, n: i64) -> (String, Vec<u8>) {
         "GSW_REASON": 1,
         "GSW_CALL_RESULT": 33,
         "GSW_CAMPAIGN_NAME": "test-campaign",
-        "GSW_CONTACT_MEDIA_TYPE": "voice",
+        "GSW_CONTACT_MEDIA_TYPE": media,
         "GSW_CALLING_LIST": list,
         "GSW_CAMPAIGN_GROUP_NAME": "test-group",
         "GSW_CAMPAIGN_GROUP_GUID": "6f1c2d3e-0000-4000-8000-000000000001",
