@@ -80,7 +80,7 @@ impl fmt::Display for FieldProblem {
 /// Why bytes are not a valid `ContactProcessed` event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Invalid {
-    /// The bytes are not JSON (or not UTF-8, or nested too deeply to read).
+    /// The bytes are not JSON (or not UTF-8).
     #[error("not JSON: {message} at line {line} column {column}")]
     Syntax {
         /// 1-based line of the error.
