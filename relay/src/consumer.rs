@@ -39,6 +39,10 @@ use crate::partition::{PartitionState, run_worker};
 
 type Tp = (String, i32);
 
+/// How often, at most, every partition's window and the circuit are checked
+/// for pausing and resuming while records keep arriving.
+const BACKPRESSURE_SCAN_INTERVAL: Duration = Duration::from_millis(5);
+
 /// Whether the relay is part of its group and consuming: `/readyz`.
 #[derive(Debug, Default)]
 pub struct Readiness {
@@ -363,6 +367,8 @@ pub fn run_consumer(
 ) {
     let ctx = consumer.context();
     let mut last_commit = Instant::now();
+    let mut last_scan = Instant::now();
+    let mut scan_now = false;
     while !stop.is_cancelled() {
         ctx.readiness
             .last_poll_ms
@@ -396,7 +402,9 @@ pub fn run_consumer(
                 if let Some(w) = inner.workers.get(&tp)
                     && let Some(feed) = &w.feed
                 {
-                    w.state.taken.fetch_add(1, Ordering::AcqRel);
+                    if w.state.taken.fetch_add(1, Ordering::AcqRel) + 1 >= settings.window {
+                        scan_now = true;
+                    }
                     ctx.metrics
                         .consumed
                         .with_label_values(&[tp.0.as_str(), &tp.1.to_string()])
@@ -407,9 +415,15 @@ pub fn run_consumer(
                 }
             }
             Some(Err(e)) => warn!(error = %e, "consumer error"),
-            None => {}
+            None => scan_now = true,
         }
-        apply_backpressure(&consumer, settings.window);
+        // Scanning every partition after every record would cost O(partitions)
+        // per record: scan when a window filled up, when idle, or every 5 ms.
+        if scan_now || last_scan.elapsed() >= BACKPRESSURE_SCAN_INTERVAL {
+            apply_backpressure(&consumer, settings.window);
+            last_scan = Instant::now();
+            scan_now = false;
+        }
         if last_commit.elapsed() >= settings.commit_interval {
             commit_async(&consumer);
             last_commit = Instant::now();
