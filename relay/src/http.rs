@@ -235,7 +235,7 @@ impl Target {
 
 fn classify_error(e: &reqwest::Error) -> Attempt {
     let text = error_chain(e);
-    if e.is_connect() {
+    if e.is_connect() || crate::tls::is_tls_failure(e) {
         Attempt::Connect(text)
     } else if e.is_timeout() {
         Attempt::Timeout(text)

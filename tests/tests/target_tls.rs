@@ -1,0 +1,309 @@
+//! TLS and mTLS to the target, end to end: the real broker, the relay, and an
+//! HTTPS receiver in this process whose certificates come from a private CA
+//! made in the test (rcgen).
+//!
+//! A refused handshake must hold the record, not dead-letter it: the request
+//! never reached the target, so it is an outage (DESIGN invariant 5). Each
+//! refusal test waits for more refused handshakes than `retry.max_attempts`
+//! allows (5 in `test_config`) and then checks the dead-letter topic is empty
+//! and the offset was not committed past the record.
+//!
+//! TLS below 1.2 cannot be tested against the relay: rustls implements no TLS
+//! 1.0 or 1.1, so it is never offered. The floor is tested one step up: a
+//! TLS 1.2-only server is accepted with `min_version = "1.2"` and refused with
+//! `"1.3"`.
+
+mod tls_support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cpn_e2e::relay::{RunningRelay, test_config};
+use cpn_e2e::{
+    broker, committed, create_topic, event, produce, producer, read_all, unique, wait_for,
+};
+use cpn_relay::config::RelayConfig;
+use tls_support::{Handshake, HttpsServer, Options, Pki};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Refused handshakes to see before concluding the record is held: more than
+/// `retry.max_attempts` (5) in `test_config`.
+const REFUSALS: usize = 8;
+
+struct Setup {
+    brokers: String,
+    topic: String,
+    dlq: String,
+    group: String,
+}
+
+async fn setup() -> Result<Setup> {
+    let brokers = broker()?;
+    let topic = unique("tls");
+    let dlq = format!("{topic}.dlq");
+    create_topic(&brokers, &topic, 1).await?;
+    create_topic(&brokers, &dlq, 1).await?;
+    Ok(Setup {
+        brokers,
+        topic,
+        dlq,
+        group: unique("g"),
+    })
+}
+
+impl Setup {
+    fn config(&self, url: &str) -> RelayConfig {
+        test_config(&self.brokers, &self.topic, &self.group, url)
+    }
+}
+
+/// Runs the relay with `cfg`, produces one event and waits until `server`
+/// received it with its GUID as ETag and its body byte for byte.
+async fn assert_delivered(s: &Setup, cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
+    let relay = RunningRelay::start(cfg)?;
+    let (guid, body) = event("list-tls", 1, 0);
+    produce(
+        &producer(&s.brokers)?,
+        &s.topic,
+        "list-tls:1",
+        Some(&guid),
+        &body,
+    )
+    .await?;
+    let got = wait_for("the event at the HTTPS target", WAIT, || async {
+        server
+            .received()
+            .into_iter()
+            .find(|r| r.etag.as_deref() == Some(guid.as_str()))
+    })
+    .await?;
+    relay.stop().await?;
+    assert_eq!(got.method, "POST");
+    assert_eq!(&got.body[..], &body[..], "body relayed byte for byte");
+    assert!(
+        read_all(&s.brokers, &s.dlq)?.is_empty(),
+        "nothing dead-lettered"
+    );
+    Ok(())
+}
+
+/// Runs the relay with `cfg`, produces one event and waits for [`REFUSALS`]
+/// failed handshakes at `server`, each failing for `reason`; then checks
+/// nothing was delivered, dead-lettered or committed.
+async fn assert_refused(
+    s: &Setup,
+    cfg: RelayConfig,
+    server: &HttpsServer,
+    reason: &str,
+) -> Result<()> {
+    let relay = RunningRelay::start(cfg)?;
+    let (guid, body) = event("list-tls", 2, 0);
+    produce(
+        &producer(&s.brokers)?,
+        &s.topic,
+        "list-tls:2",
+        Some(&guid),
+        &body,
+    )
+    .await?;
+    let failed = wait_for(&format!("{REFUSALS} refused handshakes"), WAIT, || async {
+        let f = server.failed_handshakes();
+        (f.len() >= REFUSALS).then_some(f)
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "handshakes {:?}, requests {}, dead letters {:?}",
+            server.handshakes(),
+            server.received().len(),
+            read_all(&s.brokers, &s.dlq).map(|d| d
+                .iter()
+                .map(|r| r.header("cpn.dlq.error"))
+                .collect::<Vec<_>>())
+        )
+    })?;
+    relay.stop().await?;
+    assert!(
+        failed.iter().all(|f| f.contains(reason)),
+        "every handshake failed for {reason:?}: {failed:?}"
+    );
+    assert!(server.received().is_empty(), "no request got through");
+    assert!(
+        read_all(&s.brokers, &s.dlq)?.is_empty(),
+        "a refused handshake is an outage, not the record's fault: nothing dead-lettered"
+    );
+    let offsets = committed(&s.brokers, &s.group, &s.topic)?;
+    assert_eq!(
+        offsets.get(&0).copied().unwrap_or(0),
+        0,
+        "the record is held: the group did not commit past it"
+    );
+    Ok(())
+}
+
+fn versions(server: &HttpsServer) -> Vec<String> {
+    server
+        .handshakes()
+        .into_iter()
+        .filter_map(|h| match h {
+            Handshake::Ok { version, .. } => Some(version),
+            Handshake::Failed(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verified_with_the_private_ca() -> Result<()> {
+    let s = setup().await?;
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(&pki, Options::default()).await?;
+    let mut cfg = s.config(&server.url());
+    cfg.target.tls.ca_file = Some(pki.ca_file());
+    assert_delivered(&s, cfg, &server).await?;
+    let v = versions(&server);
+    assert!(
+        !v.is_empty() && v.iter().all(|v| v == "TLSv1_3"),
+        "TLS 1.3 when both sides have it: {v:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_without_the_private_ca() -> Result<()> {
+    let s = setup().await?;
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(&pki, Options::default()).await?;
+    // System roots only: the private CA is unknown.
+    let cfg = s.config(&server.url());
+    assert_refused(&s, cfg, &server, "UnknownCA").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls12_server_is_accepted_at_the_default_floor() -> Result<()> {
+    let s = setup().await?;
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(
+        &pki,
+        Options {
+            tls12_only: true,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let mut cfg = s.config(&server.url());
+    cfg.target.tls.ca_file = Some(pki.ca_file());
+    assert_eq!(cfg.target.tls.min_version, "1.2", "the default floor");
+    assert_delivered(&s, cfg, &server).await?;
+    let v = versions(&server);
+    assert!(!v.is_empty() && v.iter().all(|v| v == "TLSv1_2"), "{v:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls12_server_is_refused_when_the_floor_is_1_3() -> Result<()> {
+    let s = setup().await?;
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(
+        &pki,
+        Options {
+            tls12_only: true,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let mut cfg = s.config(&server.url());
+    cfg.target.tls.ca_file = Some(pki.ca_file());
+    cfg.target.tls.min_version = "1.3".into();
+    assert_refused(&s, cfg, &server, "peer is incompatible").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_name_verifies_a_name_the_url_does_not_carry() -> Result<()> {
+    let s = setup().await?;
+    let pki = Pki::new()?;
+    // The certificate names crm.internal only; the URL holds 127.0.0.1.
+    let server = HttpsServer::start(
+        &pki,
+        Options {
+            names: vec!["crm.internal".into()],
+            ..Options::default()
+        },
+    )
+    .await?;
+    let mut cfg = s.config(&server.url());
+    cfg.target.tls.ca_file = Some(pki.ca_file());
+
+    // Without the override the name does not match: a connect error.
+    let client = cpn_relay::http::build_client(&cfg.target)?;
+    let err = client
+        .post(server.url())
+        .body("{}")
+        .send()
+        .await
+        .expect_err("the certificate does not name 127.0.0.1");
+    assert!(err.is_connect(), "{err:?}");
+
+    cfg.target.tls.server_name = Some("crm.internal".into());
+    assert_delivered(&s, cfg, &server).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insecure_skip_verify_accepts_an_unknown_ca() -> Result<()> {
+    let s = setup().await?;
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(&pki, Options::default()).await?;
+    let mut cfg = s.config(&server.url());
+    cfg.target.tls.insecure_skip_verify = true;
+    assert_delivered(&s, cfg, &server).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_the_client_certificate_is_presented_and_accepted() -> Result<()> {
+    let s = setup().await?;
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(
+        &pki,
+        Options {
+            require_client_cert: true,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let (cert, key) = pki.client_files("relay-client")?;
+    let mut cfg = s.config(&server.url());
+    cfg.target.tls.ca_file = Some(pki.ca_file());
+    cfg.target.tls.client_cert_file = Some(cert);
+    cfg.target.tls.client_key_file = Some(key);
+    assert_delivered(&s, cfg, &server).await?;
+    let hs = server.handshakes();
+    assert!(
+        !hs.is_empty()
+            && hs.iter().all(|h| matches!(
+                h,
+                Handshake::Ok {
+                    client_cert: true,
+                    ..
+                }
+            )),
+        "every handshake carried the client certificate: {hs:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_a_missing_client_certificate_is_refused() -> Result<()> {
+    let s = setup().await?;
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(
+        &pki,
+        Options {
+            require_client_cert: true,
+            ..Options::default()
+        },
+    )
+    .await?;
+    let mut cfg = s.config(&server.url());
+    cfg.target.tls.ca_file = Some(pki.ca_file());
+    assert_refused(&s, cfg, &server, "no certificates").await
+}
