@@ -194,12 +194,7 @@ impl Deliverer {
                 .dead_letter(
                     rec,
                     DlqReason::InvalidPayload,
-                    None,
-                    "record has no value".into(),
-                    Vec::new(),
-                    0,
-                    None,
-                    None,
+                    Failure::before_request("record has no value".into()),
                     cancel,
                 )
                 .await;
@@ -212,12 +207,7 @@ impl Deliverer {
                     .dead_letter(
                         rec,
                         DlqReason::InvalidPayload,
-                        None,
-                        format!("invalid payload: {invalid}"),
-                        Vec::new(),
-                        0,
-                        None,
-                        None,
+                        Failure::before_request(format!("invalid payload: {invalid}")),
                         cancel,
                     )
                     .await;
@@ -338,12 +328,7 @@ impl Deliverer {
                         .dead_letter(
                             rec,
                             reason,
-                            report.attempt.status(),
-                            report.attempt.describe(),
-                            report.response_excerpt,
-                            attempts,
-                            first_at,
-                            Some(report.started_at),
+                            Failure::after(report, attempts, first_at),
                             cancel,
                         )
                         .await;
@@ -366,12 +351,7 @@ impl Deliverer {
                                 .dead_letter(
                                     rec,
                                     DlqReason::RetriesExhausted,
-                                    report.attempt.status(),
-                                    report.attempt.describe(),
-                                    report.response_excerpt,
-                                    attempts,
-                                    first_at,
-                                    Some(report.started_at),
+                                    Failure::after(report, attempts, first_at),
                                     cancel,
                                 )
                                 .await;
@@ -389,27 +369,21 @@ impl Deliverer {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn dead_letter(
         &self,
         rec: &Record,
         reason: DlqReason,
-        http_status: Option<u16>,
-        error_text: String,
-        response_body: Vec<u8>,
-        attempts: u32,
-        first_attempt_at: Option<SystemTime>,
-        last_attempt_at: Option<SystemTime>,
+        failure: Failure,
         cancel: &CancellationToken,
     ) -> Option<Finished> {
         let info = DeadLetterInfo {
             reason,
-            http_status,
-            error: error_text,
-            response_body,
-            attempts,
-            first_attempt_at,
-            last_attempt_at,
+            http_status: failure.http_status,
+            error: failure.error,
+            response_body: failure.response_body,
+            attempts: failure.attempts,
+            first_attempt_at: failure.first_attempt_at,
+            last_attempt_at: failure.last_attempt_at,
             target: self.target_redacted.clone(),
             group: self.group.clone(),
             relay: self.relay_id.clone(),
@@ -456,6 +430,46 @@ impl Deliverer {
                     }
                 }
             }
+        }
+    }
+}
+
+/// What is known about a record's failure when it is dead-lettered.
+struct Failure {
+    http_status: Option<u16>,
+    error: String,
+    response_body: Vec<u8>,
+    attempts: u32,
+    first_attempt_at: Option<SystemTime>,
+    last_attempt_at: Option<SystemTime>,
+}
+
+impl Failure {
+    /// Refused before any request (invalid payload).
+    fn before_request(error: String) -> Self {
+        Failure {
+            http_status: None,
+            error,
+            response_body: Vec::new(),
+            attempts: 0,
+            first_attempt_at: None,
+            last_attempt_at: None,
+        }
+    }
+
+    /// Failed after `attempts` requests, the last one reported in `last`.
+    fn after(
+        last: crate::http::AttemptReport,
+        attempts: u32,
+        first_at: Option<SystemTime>,
+    ) -> Self {
+        Failure {
+            http_status: last.attempt.status(),
+            error: last.attempt.describe(),
+            response_body: last.response_excerpt,
+            attempts,
+            first_attempt_at: first_at,
+            last_attempt_at: Some(last.started_at),
         }
     }
 }

@@ -74,3 +74,52 @@ impl RunningRelay {
         Ok(())
     }
 }
+
+/// A fresh topic, its dead-letter topic `<topic>.dlq` and a fresh group name.
+#[derive(Debug, Clone)]
+pub struct Fixture {
+    /// Bootstrap address.
+    pub brokers: String,
+    /// Topic of events.
+    pub topic: String,
+    /// Its dead-letter topic.
+    pub dlq: String,
+    /// A consumer group nobody used yet.
+    pub group: String,
+}
+
+/// Creates a [`Fixture`] with `partitions` partitions (the DLQ has one).
+///
+/// # Errors
+/// No broker, or the topics cannot be created.
+pub async fn fixture(partitions: i32) -> Result<Fixture> {
+    let brokers = crate::broker()?;
+    let topic = crate::unique("cp");
+    let dlq = format!("{topic}.dlq");
+    crate::create_topic(&brokers, &topic, partitions).await?;
+    crate::create_topic(&brokers, &dlq, 1).await?;
+    Ok(Fixture {
+        brokers,
+        topic,
+        dlq,
+        group: crate::unique("g"),
+    })
+}
+
+impl Fixture {
+    /// A relay configuration for this fixture and `url`.
+    pub fn config(&self, url: &str) -> RelayConfig {
+        test_config(&self.brokers, &self.topic, &self.group, url)
+    }
+}
+
+/// A mock CRM on a free loopback port.
+///
+/// # Errors
+/// The port cannot be bound or the behavior is invalid.
+pub async fn mock_crm(
+    behavior: cpn_relay::mockcrm::Behavior,
+) -> Result<cpn_relay::mockcrm::MockCrm> {
+    use cpn_relay::mockcrm::MockCrm;
+    Ok(MockCrm::start(MockCrm::bind("127.0.0.1:0".parse()?)?, behavior).await?)
+}

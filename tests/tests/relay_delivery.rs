@@ -5,40 +5,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Result;
-use cpn_e2e::relay::{RunningRelay, test_config};
-use cpn_e2e::{
-    ReadRecord, broker, create_topic, event, produce, producer, read_all, unique, wait_for,
-};
+use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
+use cpn_e2e::{ReadRecord, event, produce, producer, read_all, wait_for};
 use cpn_relay::mockcrm::{Behavior, MockCrm, RetryAfter};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Setup {
-    brokers: String,
-    topic: String,
-    dlq: String,
-    group: String,
-}
-
-async fn setup(partitions: i32) -> Result<Setup> {
-    let brokers = broker()?;
-    let topic = unique("cp");
-    let dlq = format!("{topic}.dlq");
-    create_topic(&brokers, &topic, partitions).await?;
-    create_topic(&brokers, &dlq, 1).await?;
-    Ok(Setup {
-        brokers,
-        topic,
-        dlq,
-        group: unique("g"),
-    })
-}
-
-async fn crm(behavior: Behavior) -> Result<MockCrm> {
-    Ok(MockCrm::start(MockCrm::bind("127.0.0.1:0".parse()?)?, behavior).await?)
-}
-
-async fn wait_dlq(s: &Setup, n: usize) -> Result<Vec<ReadRecord>> {
+async fn wait_dlq(s: &Fixture, n: usize) -> Result<Vec<ReadRecord>> {
     wait_for(&format!("{n} dead letters"), WAIT, || async {
         read_all(&s.brokers, &s.dlq).ok().filter(|r| r.len() >= n)
     })
@@ -54,8 +27,8 @@ async fn wait_received(crm: &MockCrm, n: usize) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivers_body_byte_for_byte_with_ocs_framing() -> Result<()> {
-    let s = setup(3).await?;
-    let crm = crm(Behavior::status(200)).await?;
+    let s = fixture(3).await?;
+    let crm = mock_crm(Behavior::status(200)).await?;
     let mut cfg = test_config(&s.brokers, &s.topic, &s.group, &crm.url());
     cfg.target.headers.insert(
         "X-Api-Key".into(),
@@ -95,8 +68,8 @@ async fn delivers_body_byte_for_byte_with_ocs_framing() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_then_succeeds_with_the_same_guid_and_body() -> Result<()> {
-    let s = setup(1).await?;
-    let crm = crm(Behavior::status(200).with_fail_first(2, 503)).await?;
+    let s = fixture(1).await?;
+    let crm = mock_crm(Behavior::status(200).with_fail_first(2, 503)).await?;
     let relay = RunningRelay::start(test_config(&s.brokers, &s.topic, &s.group, &crm.url()))?;
     let (guid, body) = event("list-r", 1, 0);
     produce(
@@ -124,8 +97,8 @@ async fn retries_then_succeeds_with_the_same_guid_and_body() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_goes_to_the_dlq_with_every_header() -> Result<()> {
-    let s = setup(1).await?;
-    let crm = crm(Behavior::status(200).reject_when("GSW_CHAIN_ID", "7", 400)).await?;
+    let s = fixture(1).await?;
+    let crm = mock_crm(Behavior::status(200).reject_when("GSW_CHAIN_ID", "7", 400)).await?;
     let cfg = test_config(&s.brokers, &s.topic, &s.group, &crm.url());
     let relay_id = cfg.observability.relay_id.clone().unwrap_or_default();
     let relay = RunningRelay::start(cfg)?;
@@ -203,10 +176,10 @@ async fn a_400_goes_to_the_dlq_with_every_header() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exhausted_retries_go_to_the_dlq() -> Result<()> {
-    let s = setup(1).await?;
+    let s = fixture(1).await?;
     // One chain always fails with 500; the others succeed, so the target is
     // up and the failures are the record's.
-    let crm = crm(Behavior::status(200).reject_when("GSW_CHAIN_ID", "13", 500)).await?;
+    let crm = mock_crm(Behavior::status(200).reject_when("GSW_CHAIN_ID", "13", 500)).await?;
     let mut cfg = test_config(&s.brokers, &s.topic, &s.group, &crm.url());
     cfg.retry.max_attempts = 3;
     let relay = RunningRelay::start(cfg)?;
@@ -238,8 +211,8 @@ async fn exhausted_retries_go_to_the_dlq() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_payloads_go_to_the_dlq_without_a_request() -> Result<()> {
-    let s = setup(1).await?;
-    let crm = crm(Behavior::status(200)).await?;
+    let s = fixture(1).await?;
+    let crm = mock_crm(Behavior::status(200)).await?;
     let relay = RunningRelay::start(test_config(&s.brokers, &s.topic, &s.group, &crm.url()))?;
     let p = producer(&s.brokers)?;
     produce(&p, &s.topic, "k:1", None, b"not json at all").await?;
@@ -280,9 +253,9 @@ async fn invalid_payloads_go_to_the_dlq_without_a_request() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_are_not_followed() -> Result<()> {
-    let s = setup(1).await?;
-    let elsewhere = crm(Behavior::status(200)).await?;
-    let crm = crm(Behavior::redirect(302, elsewhere.url())).await?;
+    let s = fixture(1).await?;
+    let elsewhere = mock_crm(Behavior::status(200)).await?;
+    let crm = mock_crm(Behavior::redirect(302, elsewhere.url())).await?;
     let relay = RunningRelay::start(test_config(&s.brokers, &s.topic, &s.group, &crm.url()))?;
     let (g, b) = event("list-3", 1, 0);
     produce(&producer(&s.brokers)?, &s.topic, "list-3:1", Some(&g), &b).await?;
@@ -303,10 +276,12 @@ async fn redirects_are_not_followed() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() -> Result<()> {
-    let s = setup(1).await?;
-    let crm = crm(Behavior::status(200)
-        .with_script([429])
-        .with_retry_after(RetryAfter::Seconds(2)))
+    let s = fixture(1).await?;
+    let crm = mock_crm(
+        Behavior::status(200)
+            .with_script([429])
+            .with_retry_after(RetryAfter::Seconds(2)),
+    )
     .await?;
     let relay = RunningRelay::start(test_config(&s.brokers, &s.topic, &s.group, &crm.url()))?;
     let (g, b) = event("list-ra", 1, 0);
@@ -328,8 +303,8 @@ async fn retry_after_is_honoured() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_chain_is_delivered_in_offset_order_under_retries() -> Result<()> {
-    let s = setup(2).await?;
-    let crm = crm(Behavior::status(200).with_fail_rate(0.3, 503).with_seed(7)).await?;
+    let s = fixture(2).await?;
+    let crm = mock_crm(Behavior::status(200).with_fail_rate(0.3, 503).with_seed(7)).await?;
     let mut cfg = test_config(&s.brokers, &s.topic, &s.group, &crm.url());
     cfg.retry.max_attempts = 50;
     // Keep the circuit out of it: this is about order, not outages.

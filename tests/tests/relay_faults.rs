@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cpn_e2e::relay::{RunningRelay, test_config};
+use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
 use cpn_e2e::{
     bin_path, broker, committed, create_topic, event, produce, producer, read_all, unique, wait_for,
 };
@@ -108,17 +108,10 @@ fn sigterm(child: &Child) -> Result<()> {
     Ok(())
 }
 
-async fn crm(behavior: Behavior) -> Result<MockCrm> {
-    Ok(MockCrm::start(MockCrm::bind("127.0.0.1:0".parse()?)?, behavior).await?)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_30s_outage_sends_nothing_to_the_dlq() -> Result<()> {
-    let brokers = broker()?;
-    let topic = unique("cp");
-    create_topic(&brokers, &topic, 2).await?;
-    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
-    let up = crm(Behavior::status(200)).await?;
+    let Fixture { brokers, topic, .. } = fixture(2).await?;
+    let up = mock_crm(Behavior::status(200)).await?;
     let addr = up.addr();
     let url = up.url();
     let mut cfg = test_config(&brokers, &topic, &unique("g"), &url);
@@ -141,13 +134,15 @@ async fn a_30s_outage_sends_nothing_to_the_dlq() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
-    let brokers = broker()?;
-    let topic = unique("cp");
-    let group = unique("g");
-    create_topic(&brokers, &topic, 4).await?;
-    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
+    let Fixture {
+        brokers,
+        topic,
+        group,
+        ..
+    } = fixture(4).await?;
     let crm =
-        crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20)))).await?;
+        mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
+            .await?;
     let sent = publish(&brokers, &topic, "list-k", 40, 50).await?;
     let mut relay = spawn_relay(&brokers, &topic, &group, &crm.url())?;
     wait_for("some deliveries before the kill", WAIT, || async {
@@ -196,13 +191,15 @@ async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_commits_so_a_restart_sends_no_duplicates() -> Result<()> {
-    let brokers = broker()?;
-    let topic = unique("cp");
-    let group = unique("g");
-    create_topic(&brokers, &topic, 2).await?;
-    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
+    let Fixture {
+        brokers,
+        topic,
+        group,
+        ..
+    } = fixture(2).await?;
     let crm =
-        crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20)))).await?;
+        mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
+            .await?;
     let sent = publish(&brokers, &topic, "list-t", 20, 40).await?;
     let mut relay = spawn_relay(&brokers, &topic, &group, &crm.url())?;
     wait_for("deliveries under way", WAIT, || async {
@@ -258,13 +255,15 @@ async fn assigned_partitions(port: u16) -> Option<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_share_partitions_and_one_leaving_loses_nothing() -> Result<()> {
-    let brokers = broker()?;
-    let topic = unique("cp");
-    let group = unique("g");
-    create_topic(&brokers, &topic, 4).await?;
-    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
+    let Fixture {
+        brokers,
+        topic,
+        group,
+        ..
+    } = fixture(4).await?;
     let crm =
-        crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(10)))).await?;
+        mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(10))))
+            .await?;
     let (pa, pb) = (free_port()?, free_port()?);
     let mut a_cfg = test_config(&brokers, &topic, &group, &crm.url());
     a_cfg.observability.metrics_listen = format!("127.0.0.1:{pa}");
@@ -313,7 +312,7 @@ async fn a_dlq_that_cannot_be_written_holds_the_offset_until_it_can() -> Result<
     create_topic(&brokers, &topic, 1).await?;
     // The dead-letter topic does not exist yet (auto-creation is off), so the
     // relay cannot write the dead letter.
-    let crm = crm(Behavior::status(200).reject_when("GSW_CHAIN_ID", "1", 400)).await?;
+    let crm = mock_crm(Behavior::status(200).reject_when("GSW_CHAIN_ID", "1", 400)).await?;
     let relay = RunningRelay::start(test_config(&brokers, &topic, &group, &crm.url()))?;
     let p = producer(&brokers)?;
     let (bad, bad_body) = event("list-d", 1, 0);

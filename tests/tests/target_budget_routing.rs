@@ -5,31 +5,19 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Result;
-use cpn_e2e::relay::{RunningRelay, test_config};
+use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
 use cpn_e2e::{
-    broker, committed, create_topic, end_offsets, event, event_with_media, produce, producer,
-    read_all, unique, wait_for,
+    committed, create_topic, end_offsets, event, event_with_media, produce, producer, read_all,
+    unique, wait_for,
 };
 use cpn_relay::mockcrm::{Behavior, MockCrm, RetryAfter};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-async fn crm(behavior: Behavior) -> Result<MockCrm> {
-    Ok(MockCrm::start(MockCrm::bind("127.0.0.1:0".parse()?)?, behavior).await?)
-}
-
-async fn topics(partitions: i32) -> Result<(String, String)> {
-    let brokers = broker()?;
-    let topic = unique("cp");
-    create_topic(&brokers, &topic, partitions).await?;
-    create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
-    Ok((brokers, topic))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_holds_within_10_percent_over_10_seconds() -> Result<()> {
-    let (brokers, topic) = topics(3).await?;
-    let crm = crm(Behavior::status(200)).await?;
+    let Fixture { brokers, topic, .. } = fixture(3).await?;
+    let crm = mock_crm(Behavior::status(200)).await?;
     let mut cfg = test_config(&brokers, &topic, &unique("g"), &crm.url());
     cfg.target.budget.max_requests_per_second = 50.0;
     let p = producer(&brokers)?;
@@ -70,10 +58,12 @@ async fn the_rate_limit_holds_within_10_percent_over_10_seconds() -> Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_429_with_retry_after_slows_the_whole_target() -> Result<()> {
-    let (brokers, topic) = topics(3).await?;
-    let crm = crm(Behavior::status(200)
-        .with_script([429])
-        .with_retry_after(RetryAfter::Seconds(2)))
+    let Fixture { brokers, topic, .. } = fixture(3).await?;
+    let crm = mock_crm(
+        Behavior::status(200)
+            .with_script([429])
+            .with_retry_after(RetryAfter::Seconds(2)),
+    )
     .await?;
     let mut cfg = test_config(&brokers, &topic, &unique("g"), &crm.url());
     // Spread the requests out so some are due during the hold.
@@ -120,9 +110,9 @@ async fn a_429_with_retry_after_slows_the_whole_target() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_out_one_group_per_target_with_a_filter_commits_what_it_skips() -> Result<()> {
-    let (brokers, topic) = topics(3).await?;
-    let all_crm = crm(Behavior::status(200)).await?;
-    let sms_crm = crm(Behavior::status(200)).await?;
+    let Fixture { brokers, topic, .. } = fixture(3).await?;
+    let all_crm = mock_crm(Behavior::status(200)).await?;
+    let sms_crm = mock_crm(Behavior::status(200)).await?;
     let (g_all, g_sms) = (unique("all"), unique("sms"));
     let all_cfg = test_config(&brokers, &topic, &g_all, &all_crm.url());
     let mut sms_cfg = test_config(&brokers, &topic, &g_sms, &sms_crm.url());
