@@ -98,27 +98,59 @@ where
     }
 }
 
-/// The path of a workspace binary (`cpn-relay`, `cpn-producer`) built next
-/// to this test executable. `cargo test` builds a package's binaries when
-/// that package has integration tests, which both do.
+/// The path of a workspace binary (`cpn-relay`, `cpn-producer`; each is
+/// built by the package of the same name), built next to this test
+/// executable. The first call per binary in a test process runs
+/// `cargo build -p NAME --bin NAME` with this executable's target directory
+/// and profile — a no-op when up to date — so a stale binary is never
+/// tested, even under `cargo test -p cpn-e2e`. (`CARGO_BIN_EXE_*` is only
+/// set for a package's own binaries.)
 ///
 /// # Errors
-/// Fails, saying how to build it, when the binary is not there.
+/// The build fails, or the binary is not where cargo puts it.
 pub fn bin_path(name: &str) -> Result<std::path::PathBuf> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<std::path::PathBuf, String>>>> =
+        OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    built
+        .entry(name.to_owned())
+        .or_insert_with(|| build_bin(name).map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn build_bin(name: &str) -> Result<std::path::PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
+    // target/<profile>/deps/<test-exe>
+    let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
-        .context("test executable has no target directory")?;
-    let path = dir.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found; build it with `cargo build -p {name}` (cargo test --workspace does)",
-            path.display()
-        );
+        .context("test executable is not under target/<profile>/deps")?;
+    let target_dir = profile_dir
+        .parent()
+        .context("no target directory above the profile directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .args(["build", "--quiet", "-p", name, "--bin", name])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
     }
-    Ok(path)
+    let status = build
+        .status()
+        .with_context(|| format!("running cargo build for {name}"))?;
+    anyhow::ensure!(status.success(), "cargo build -p {name} failed: {status}");
+    let bin = profile_dir.join(name);
+    anyhow::ensure!(bin.exists(), "{} missing after cargo build", bin.display());
+    Ok(bin)
 }
 
 /// A valid ContactProcessed body for tests: chain `chain_id` of calling list

@@ -4,17 +4,12 @@
 //! acknowledge (broker down, Ctrl-C), `generate` publishes what it would
 //! print, and `serve` shuts down cleanly on SIGTERM.
 //!
-//! The binary: [`producer_bin`] runs `cargo build -p cpn-producer --bin
-//! cpn-producer` once per test process (a no-op when up to date, and it
-//! keeps a stale binary from being tested), with the same target directory
-//! and profile as this test executable, then uses
-//! `target/<profile>/cpn-producer`. `CARGO_BIN_EXE_*` is not available here:
-//! cargo only sets it for a package's own binaries.
+//! The binary comes from [`cpn_e2e::bin_path`], which builds it once per
+//! test process so a stale one is never tested.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -22,50 +17,7 @@ use cpn_e2e::{broker, create_topic, end_offsets, read_all, unique, wait_for};
 
 /// Builds (if needed) and locates the `cpn-producer` binary.
 fn producer_bin() -> Result<PathBuf> {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BUILT
-        .get_or_init(|| build_producer().map_err(|e| format!("{e:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
-}
-
-fn build_producer() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("locating the test executable")?;
-    // target/<profile>/deps/<test-exe>
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .context("test executable is not under target/<profile>/deps")?;
-    let target_dir = profile_dir
-        .parent()
-        .context("no target directory above the profile directory")?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut build = Command::new(cargo);
-    build
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "cpn-producer",
-            "--bin",
-            "cpn-producer",
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    let status = build
-        .status()
-        .context("running cargo build for cpn-producer")?;
-    ensure!(
-        status.success(),
-        "cargo build -p cpn-producer failed: {status}"
-    );
-    let bin = profile_dir.join("cpn-producer");
-    ensure!(bin.exists(), "{} missing after cargo build", bin.display());
-    Ok(bin)
+    cpn_e2e::bin_path("cpn-producer")
 }
 
 /// Runs the binary with `args`, `stdin` as input, and a deadline.
