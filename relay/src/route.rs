@@ -101,7 +101,10 @@ mod tests {
 
     #[test]
     fn unknown_media_types_are_named() {
-        let f = FilterConfig { media_types: vec!["fax".into()], ..Default::default() };
+        let f = FilterConfig {
+            media_types: vec!["fax".into()],
+            ..Default::default()
+        };
         assert_eq!(f.problems()[0].path, "filter.media_types");
     }
 }
