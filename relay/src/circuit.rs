@@ -17,8 +17,10 @@
 //!   circuit; a failed probe opens it again for longer.
 //! - Failures that open the circuit, or that happen while it is open, are not
 //!   charged to the record's retry budget, and time spent waiting for the
-//!   circuit is not budget time. So an outage of any length sends nothing to
-//!   the dead-letter topic.
+//!   circuit is not budget time. Connect errors (including TLS handshakes,
+//!   proxies and credentials that cannot be had) are never charged at all.
+//!   So an outage of any length sends nothing to the dead-letter topic,
+//!   whatever `max_attempts` is.
 //!
 //! What this cannot tell apart: one single chain whose every attempt fails
 //! with 5xx or timeouts while no other chain is in flight. It looks like a
@@ -201,7 +203,10 @@ impl Circuit {
                         self.open(now, retry_after);
                         false
                     } else {
-                        true
+                        // A request that never reached the target cannot be
+                        // the record's fault: connect errors are never charged,
+                        // whatever max_attempts and failure_threshold are.
+                        !connect
                     }
                 }
                 Inner::Open { .. } | Inner::HalfOpen { .. } => {
@@ -290,11 +295,12 @@ mod tests {
     }
 
     #[test]
-    fn connect_errors_open_even_for_one_key() {
+    fn connect_errors_open_even_for_one_key_and_are_never_charged() {
         let t = Instant::now();
         let mut c = circuit();
-        assert!(c.record(t, 7, REFUSED, false));
-        assert!(c.record(t, 7, REFUSED, false));
+        assert!(!c.record(t, 7, REFUSED, false));
+        assert!(!c.record(t, 7, REFUSED, false));
+        assert!(!c.is_open());
         assert!(!c.record(t, 7, REFUSED, false));
         assert!(c.is_open());
     }

@@ -349,3 +349,34 @@ async fn a_dlq_that_cannot_be_written_holds_the_offset_until_it_can() -> Result<
     relay.stop().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_errors_are_never_charged_even_with_one_record_and_two_attempts() -> Result<()> {
+    let f = fixture(1).await?;
+    let up = mock_crm(Behavior::status(200)).await?;
+    let (addr, url) = (up.addr(), up.url());
+    up.stop().await;
+    let mut cfg = f.config(&url);
+    // Fewer attempts than the circuit's failure threshold, one chain only:
+    // every refused connection would exhaust the budget if it were charged.
+    cfg.retry.max_attempts = 2;
+    let relay = RunningRelay::start(cfg)?;
+    let (g, b) = event("list-one", 1, 0);
+    produce(&producer(&f.brokers)?, &f.topic, "list-one:1", Some(&g), &b).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        read_all(&f.brokers, &f.dlq)?.is_empty(),
+        "refused connections dead-lettered the record"
+    );
+    let back = MockCrm::start_on(addr, Behavior::status(200)).await?;
+    wait_for("the record after the target is back", WAIT, || async {
+        back.received()
+            .iter()
+            .any(|r| r.etag.as_deref() == Some(g.as_str()))
+            .then_some(())
+    })
+    .await?;
+    relay.stop().await?;
+    assert!(read_all(&f.brokers, &f.dlq)?.is_empty());
+    Ok(())
+}
