@@ -99,6 +99,30 @@ fn spawn_relay(brokers: &str, topic: &str, group: &str, url: &str) -> Result<Chi
     Ok(child)
 }
 
+/// A fixture with `chains` x `per_chain` events, a 20 ms CRM and the relay
+/// binary running, returned once `min_delivered` events were delivered.
+async fn mid_flight(
+    partitions: i32,
+    list: &str,
+    chains: i64,
+    per_chain: i64,
+    min_delivered: usize,
+) -> Result<(Fixture, MockCrm, Sent, Child)> {
+    let f = fixture(partitions).await?;
+    let crm =
+        mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
+            .await?;
+    let sent = publish(&f.brokers, &f.topic, list, chains, per_chain).await?;
+    let relay = spawn_relay(&f.brokers, &f.topic, &f.group, &crm.url())?;
+    wait_for(
+        &format!("{min_delivered} deliveries under way"),
+        WAIT,
+        || async { (delivered(&crm).len() >= min_delivered).then_some(()) },
+    )
+    .await?;
+    Ok((f, crm, sent, relay))
+}
+
 fn sigterm(child: &Child) -> Result<()> {
     let pid = child.id().context("relay already exited")?;
     let st = std::process::Command::new("kill")
@@ -134,21 +158,17 @@ async fn a_30s_outage_sends_nothing_to_the_dlq() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
-    let Fixture {
-        brokers,
-        topic,
-        group,
-        ..
-    } = fixture(4).await?;
-    let crm =
-        mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
-            .await?;
-    let sent = publish(&brokers, &topic, "list-k", 40, 50).await?;
-    let mut relay = spawn_relay(&brokers, &topic, &group, &crm.url())?;
-    wait_for("some deliveries before the kill", WAIT, || async {
-        (delivered(&crm).len() >= 300).then_some(())
-    })
-    .await?;
+    let (
+        Fixture {
+            brokers,
+            topic,
+            group,
+            ..
+        },
+        crm,
+        sent,
+        mut relay,
+    ) = mid_flight(4, "list-k", 40, 50, 300).await?;
     relay.start_kill()?;
     relay.wait().await?;
     let before_kill = delivered(&crm);
@@ -191,21 +211,17 @@ async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_commits_so_a_restart_sends_no_duplicates() -> Result<()> {
-    let Fixture {
-        brokers,
-        topic,
-        group,
-        ..
-    } = fixture(2).await?;
-    let crm =
-        mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
-            .await?;
-    let sent = publish(&brokers, &topic, "list-t", 20, 40).await?;
-    let mut relay = spawn_relay(&brokers, &topic, &group, &crm.url())?;
-    wait_for("deliveries under way", WAIT, || async {
-        (delivered(&crm).len() >= 100).then_some(())
-    })
-    .await?;
+    let (
+        Fixture {
+            brokers,
+            topic,
+            group,
+            ..
+        },
+        crm,
+        sent,
+        mut relay,
+    ) = mid_flight(2, "list-t", 20, 40, 100).await?;
     sigterm(&relay)?;
     let status = tokio::time::timeout(Duration::from_secs(60), relay.wait()).await??;
     assert!(status.success(), "exit 0 after SIGTERM, got {status}");
