@@ -111,6 +111,30 @@ impl Fixture {
     pub fn config(&self, url: &str) -> RelayConfig {
         test_config(&self.brokers, &self.topic, &self.group, url)
     }
+
+    /// Produces `n` events of calling list `list` on distinct chains;
+    /// returns their GUIDs.
+    ///
+    /// # Errors
+    /// Kafka did not acknowledge.
+    pub async fn produce_events(&self, list: &str, n: i64) -> Result<Vec<String>> {
+        let p = crate::producer(&self.brokers)?;
+        let mut guids = Vec::new();
+        for i in 0..n {
+            let (guid, body) = crate::event(list, i, 0);
+            crate::produce(&p, &self.topic, &format!("{list}:{i}"), Some(&guid), &body).await?;
+            guids.push(guid);
+        }
+        Ok(guids)
+    }
+
+    /// How many records the dead-letter topic holds now.
+    ///
+    /// # Errors
+    /// Kafka does not answer.
+    pub fn dead_letters(&self) -> Result<usize> {
+        Ok(crate::read_all(&self.brokers, &self.dlq)?.len())
+    }
 }
 
 /// A mock CRM on a free loopback port.

@@ -17,10 +17,10 @@ use anyhow::{Context, Result, bail};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cpn_e2e::relay::{RunningRelay, test_config};
-use cpn_e2e::{broker, create_topic, event, produce, producer, read_all, unique, wait_for};
+use cpn_e2e::relay::{RunningRelay, fixture};
+use cpn_e2e::{event, produce, producer, unique, wait_for};
 use cpn_relay::auth::{AuthConfig, ClientAuth};
-use cpn_relay::config::{RelayConfig, Secret};
+use cpn_relay::config::Secret;
 use cpn_relay::mockcrm::{Behavior, MockCrm, Received, Reply};
 use cpn_relay::secret::SecretSource;
 use cpn_relay::signing::SigningConfig;
@@ -28,49 +28,6 @@ use cpn_relay::signing::SigningConfig;
 const WAIT: Duration = Duration::from_secs(60);
 const CLIENT_ID: &str = "cpn-relay";
 const CLIENT_SECRET: &str = "cl1ent s3cret&=";
-
-struct Setup {
-    brokers: String,
-    topic: String,
-    dlq: String,
-    group: String,
-}
-
-async fn setup(partitions: i32) -> Result<Setup> {
-    let brokers = broker()?;
-    let topic = unique("auth");
-    let dlq = format!("{topic}.dlq");
-    create_topic(&brokers, &topic, partitions).await?;
-    create_topic(&brokers, &dlq, 1).await?;
-    Ok(Setup {
-        brokers,
-        topic,
-        dlq,
-        group: unique("g"),
-    })
-}
-
-impl Setup {
-    fn config(&self, url: &str) -> RelayConfig {
-        test_config(&self.brokers, &self.topic, &self.group, url)
-    }
-
-    /// Produces `n` events on distinct chains; returns their GUIDs.
-    async fn produce(&self, list: &str, n: i64) -> Result<Vec<String>> {
-        let p = producer(&self.brokers)?;
-        let mut guids = Vec::new();
-        for i in 0..n {
-            let (guid, body) = event(list, i, 0);
-            produce(&p, &self.topic, &format!("{list}:{i}"), Some(&guid), &body).await?;
-            guids.push(guid);
-        }
-        Ok(guids)
-    }
-
-    fn dead_letters(&self) -> Result<usize> {
-        Ok(read_all(&self.brokers, &self.dlq)?.len())
-    }
-}
 
 async fn crm(behavior: Behavior) -> Result<MockCrm> {
     Ok(MockCrm::start(MockCrm::bind("127.0.0.1:0".parse()?)?, behavior).await?)
@@ -230,7 +187,7 @@ fn oauth2(token_url: &str, client_auth: ClientAuth, secret_path: &str) -> AuthCo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_token_is_fetched_once_and_shared() -> Result<()> {
-    let s = setup(3).await?;
+    let s = fixture(3).await?;
     let idp = Idp::new(Duration::from_secs(3600));
     let token_url = start_idp(idp.clone()).await?;
     let crm = crm(idp.guarded_crm()).await?;
@@ -240,7 +197,7 @@ async fn oauth2_token_is_fetched_once_and_shared() -> Result<()> {
         .headers
         .insert("X-Api-Key".into(), Secret("k-123".into()));
     let relay = RunningRelay::start(cfg)?;
-    let guids = s.produce("list-o", 20).await?;
+    let guids = s.produce_events("list-o", 20).await?;
     let got = wait_delivered(&crm, &guids).await?;
     relay.stop().await?;
 
@@ -277,7 +234,7 @@ async fn oauth2_token_is_fetched_once_and_shared() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_token_is_refreshed_before_it_expires() -> Result<()> {
-    let s = setup(1).await?;
+    let s = fixture(1).await?;
     // Tokens live 2 s; refresh 1 s before expiry. The CRM refuses expired
     // tokens, so a single 401 would mean the relay used one too long.
     let idp = Idp::new(Duration::from_secs(2));
@@ -331,14 +288,14 @@ async fn oauth2_token_is_refreshed_before_it_expires() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_re_mints_the_token_and_resends_once() -> Result<()> {
-    let s = setup(1).await?;
+    let s = fixture(1).await?;
     let idp = Idp::new(Duration::from_secs(3600));
     let token_url = start_idp(idp.clone()).await?;
     let crm = crm(idp.guarded_crm()).await?;
     let mut cfg = s.config(&crm.url());
     cfg.target.auth = oauth2(&token_url, ClientAuth::Basic, &secret_file(CLIENT_SECRET)?);
     let relay = RunningRelay::start(cfg)?;
-    let first = s.produce("list-m", 1).await?;
+    let first = s.produce_events("list-m", 1).await?;
     wait_delivered(&crm, &first).await?;
     assert_eq!(idp.token_requests(), 1);
     // The relay ignores a 401 for a token younger than a second (it was
@@ -385,7 +342,7 @@ async fn a_401_re_mints_the_token_and_resends_once() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_endpoint_down_pauses_delivery_and_dead_letters_nothing() -> Result<()> {
-    let s = setup(2).await?;
+    let s = fixture(2).await?;
     // A port with nothing listening: connection refused, a real outage.
     let addr: SocketAddr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -406,7 +363,7 @@ async fn token_endpoint_down_pauses_delivery_and_dead_letters_nothing() -> Resul
     // use its budget up, and are not charged while it is open.
     assert!(cfg.retry.max_attempts >= cfg.circuit.failure_threshold);
     let relay = RunningRelay::start(cfg)?;
-    let guids = s.produce("list-d", 6).await?;
+    let guids = s.produce_events("list-d", 6).await?;
     // Observing that nothing happens takes time: 3 s of outage.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(crm.received_count(), 0, "nothing sent without a token");
@@ -441,7 +398,7 @@ async fn token_endpoint_down_pauses_delivery_and_dead_letters_nothing() -> Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_auth_sends_the_rfc_7617_header_next_to_static_headers() -> Result<()> {
-    let s = setup(1).await?;
+    let s = fixture(1).await?;
     // printf 'relay:s3cret' | base64
     const EXPECTED: &str = "Basic cmVsYXk6czNjcmV0";
     let crm = crm(Behavior::custom(|req| {
@@ -459,7 +416,7 @@ async fn basic_auth_sends_the_rfc_7617_header_next_to_static_headers() -> Result
         .headers
         .insert("X-Tenant".into(), Secret("acme".into()));
     let relay = RunningRelay::start(cfg)?;
-    let guids = s.produce("list-b", 5).await?;
+    let guids = s.produce_events("list-b", 5).await?;
     let got = wait_delivered(&crm, &guids).await?;
     relay.stop().await?;
     for r in &got {
@@ -473,7 +430,7 @@ async fn basic_auth_sends_the_rfc_7617_header_next_to_static_headers() -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bearer_token_file_rotated_mid_run_is_picked_up() -> Result<()> {
-    let s = setup(1).await?;
+    let s = fixture(1).await?;
     let accepted: Arc<Mutex<HashSet<String>>> =
         Arc::new(Mutex::new(HashSet::from(["Bearer tok-AAAA".to_owned()])));
     let crm = crm(Behavior::custom({
@@ -499,7 +456,7 @@ async fn bearer_token_file_rotated_mid_run_is_picked_up() -> Result<()> {
             .collect()
     };
 
-    let a = s.produce("list-f1", 3).await?;
+    let a = s.produce_events("list-f1", 3).await?;
     wait_delivered(&crm, &a).await?;
     assert_eq!(auth_of(&a), HashSet::from([Some("Bearer tok-AAAA".into())]));
 
@@ -508,7 +465,7 @@ async fn bearer_token_file_rotated_mid_run_is_picked_up() -> Result<()> {
     lock(&accepted).insert("Bearer tok-BBBBBB".into());
     rotate_file(&path, "tok-BBBBBB\n")?;
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let b = s.produce("list-f2", 3).await?;
+    let b = s.produce_events("list-f2", 3).await?;
     wait_delivered(&crm, &b).await?;
     assert_eq!(
         auth_of(&b),
@@ -523,7 +480,7 @@ async fn bearer_token_file_rotated_mid_run_is_picked_up() -> Result<()> {
     // relay read the file again and resend.
     *lock(&accepted) = HashSet::from(["Bearer tok-CCCCCC".to_owned()]);
     rotate_file(&path, "tok-CCCCCC\n")?;
-    let c = s.produce("list-f3", 3).await?;
+    let c = s.produce_events("list-f3", 3).await?;
     wait_delivered(&crm, &c).await?;
     relay.stop().await?;
     assert_eq!(
@@ -619,7 +576,7 @@ fn python_verify(secrets: &[&str], got: &[Received]) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signatures_verify_with_an_independent_python_verifier_for_each_secret() -> Result<()> {
-    let s = setup(2).await?;
+    let s = fixture(2).await?;
     let crm = crm(Behavior::status(200)).await?;
     // The spec's example secret, and a second one (base64 of
     // "second-secret-for-rotation", no prefix) read from a file.
@@ -635,7 +592,7 @@ async fn signatures_verify_with_an_independent_python_verifier_for_each_secret()
         ],
     });
     let relay = RunningRelay::start(cfg)?;
-    let guids = s.produce("list-s", 8).await?;
+    let guids = s.produce_events("list-s", 8).await?;
     let got = wait_delivered(&crm, &guids).await?;
     relay.stop().await?;
     for r in &got {

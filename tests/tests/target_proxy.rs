@@ -19,10 +19,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cpn_e2e::relay::{RunningRelay, test_config};
-use cpn_e2e::{
-    broker, committed, create_topic, event, produce, producer, read_all, unique, wait_for,
-};
+use cpn_e2e::relay::{Fixture, RunningRelay, fixture};
+use cpn_e2e::{committed, event, produce, producer, read_all, unique, wait_for};
 use cpn_relay::config::RelayConfig;
 use cpn_relay::proxy::ProxyConfig;
 use cpn_relay::secret::SecretSource;
@@ -142,35 +140,12 @@ impl Drop for Tinyproxy {
     }
 }
 
-struct Setup {
-    brokers: String,
-    topic: String,
-    dlq: String,
-    group: String,
-}
-
-async fn setup() -> Result<Setup> {
-    let brokers = broker()?;
-    let topic = unique("proxy");
-    let dlq = format!("{topic}.dlq");
-    create_topic(&brokers, &topic, 1).await?;
-    create_topic(&brokers, &dlq, 1).await?;
-    Ok(Setup {
-        brokers,
-        topic,
-        dlq,
-        group: unique("g"),
-    })
-}
-
-impl Setup {
-    /// The relay config for `server` (trusting the test CA) through `proxy`.
-    fn config(&self, server: &HttpsServer, pki: &Pki, proxy: ProxyConfig) -> RelayConfig {
-        let mut c = test_config(&self.brokers, &self.topic, &self.group, &server.url());
-        c.target.tls.ca_file = Some(pki.ca_file());
-        c.target.proxy = Some(proxy);
-        c
-    }
+/// The relay config for `server` (trusting the test CA) through `proxy`.
+fn proxied(s: &Fixture, server: &HttpsServer, pki: &Pki, proxy: ProxyConfig) -> RelayConfig {
+    let mut c = s.config(&server.url());
+    c.target.tls.ca_file = Some(pki.ca_file());
+    c.target.proxy = Some(proxy);
+    c
 }
 
 fn via(url: String) -> ProxyConfig {
@@ -180,7 +155,7 @@ fn via(url: String) -> ProxyConfig {
     }
 }
 
-async fn assert_delivered(s: &Setup, cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
+async fn assert_delivered(s: &Fixture, cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
     let relay = RunningRelay::start(cfg)?;
     let (guid, body) = event("list-px", 1, 0);
     produce(
@@ -226,7 +201,7 @@ async fn connect_errors(metrics: &str) -> Option<u64> {
 /// Runs the relay with `cfg` (metrics on a free port), produces one event
 /// and waits for [`REFUSALS`] connect errors; then checks nothing was
 /// delivered, dead-lettered or committed.
-async fn assert_held(s: &Setup, mut cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
+async fn assert_held(s: &Fixture, mut cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
     let metrics = format!("127.0.0.1:{}", free_port()?);
     cfg.observability.metrics_listen = metrics.clone();
     let relay = RunningRelay::start(cfg)?;
@@ -269,11 +244,11 @@ async fn assert_held(s: &Setup, mut cfg: RelayConfig, server: &HttpsServer) -> R
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_target_is_reached_through_connect() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(&pki, Options::default()).await?;
     let proxy = Tinyproxy::start(server.port(), None).await?;
-    let cfg = s.config(&server, &pki, via(proxy.url()));
+    let cfg = proxied(&s, &server, &pki, via(proxy.url()));
     assert_delivered(&s, cfg, &server).await?;
     assert!(
         proxy.connects_to(server.port()) >= 1 && proxy.tunnels_to(server.port()) >= 1,
@@ -285,13 +260,14 @@ async fn an_https_target_is_reached_through_connect() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_target_is_reached_through_connect_with_proxy_auth() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(&pki, Options::default()).await?;
     let proxy = Tinyproxy::start(server.port(), Some(("relay", "s3cret-pw"))).await?;
     let secret = pki.path("proxy-password");
     std::fs::write(&secret, "s3cret-pw\n")?;
-    let cfg = s.config(
+    let cfg = proxied(
+        &s,
         &server,
         &pki,
         ProxyConfig {
@@ -315,11 +291,12 @@ async fn an_https_target_is_reached_through_connect_with_proxy_auth() -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_proxy_credentials_hold_the_record() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(&pki, Options::default()).await?;
     let proxy = Tinyproxy::start(server.port(), Some(("relay", "s3cret-pw"))).await?;
-    let cfg = s.config(
+    let cfg = proxied(
+        &s,
         &server,
         &pki,
         ProxyConfig {
@@ -344,11 +321,12 @@ async fn wrong_proxy_credentials_hold_the_record() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_proxy_is_an_outage() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(&pki, Options::default()).await?;
     // Nothing listens there.
-    let cfg = s.config(
+    let cfg = proxied(
+        &s,
         &server,
         &pki,
         via(format!("http://127.0.0.1:{}", free_port()?)),
@@ -358,11 +336,12 @@ async fn an_unreachable_proxy_is_an_outage() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_proxy_hosts_are_reached_directly() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(&pki, Options::default()).await?;
     let proxy = Tinyproxy::start(server.port(), None).await?;
-    let cfg = s.config(
+    let cfg = proxied(
+        &s,
         &server,
         &pki,
         ProxyConfig {

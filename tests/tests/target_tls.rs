@@ -18,10 +18,8 @@ mod tls_support;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cpn_e2e::relay::{RunningRelay, test_config};
-use cpn_e2e::{
-    broker, committed, create_topic, event, produce, producer, read_all, unique, wait_for,
-};
+use cpn_e2e::relay::{Fixture, RunningRelay, fixture};
+use cpn_e2e::{committed, event, produce, producer, read_all, wait_for};
 use cpn_relay::config::RelayConfig;
 use tls_support::{Handshake, HttpsServer, Options, Pki};
 
@@ -31,36 +29,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// `retry.max_attempts` (5) in `test_config`.
 const REFUSALS: usize = 8;
 
-struct Setup {
-    brokers: String,
-    topic: String,
-    dlq: String,
-    group: String,
-}
-
-async fn setup() -> Result<Setup> {
-    let brokers = broker()?;
-    let topic = unique("tls");
-    let dlq = format!("{topic}.dlq");
-    create_topic(&brokers, &topic, 1).await?;
-    create_topic(&brokers, &dlq, 1).await?;
-    Ok(Setup {
-        brokers,
-        topic,
-        dlq,
-        group: unique("g"),
-    })
-}
-
-impl Setup {
-    fn config(&self, url: &str) -> RelayConfig {
-        test_config(&self.brokers, &self.topic, &self.group, url)
-    }
-}
-
 /// Runs the relay with `cfg`, produces one event and waits until `server`
 /// received it with its GUID as ETag and its body byte for byte.
-async fn assert_delivered(s: &Setup, cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
+async fn assert_delivered(s: &Fixture, cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
     let relay = RunningRelay::start(cfg)?;
     let (guid, body) = event("list-tls", 1, 0);
     produce(
@@ -92,7 +63,7 @@ async fn assert_delivered(s: &Setup, cfg: RelayConfig, server: &HttpsServer) -> 
 /// failed handshakes at `server`, each failing for `reason`; then checks
 /// nothing was delivered, dead-lettered or committed.
 async fn assert_refused(
-    s: &Setup,
+    s: &Fixture,
     cfg: RelayConfig,
     server: &HttpsServer,
     reason: &str,
@@ -155,7 +126,7 @@ fn versions(server: &HttpsServer) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verified_with_the_private_ca() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(&pki, Options::default()).await?;
     let mut cfg = s.config(&server.url());
@@ -171,7 +142,7 @@ async fn verified_with_the_private_ca() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_without_the_private_ca() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(&pki, Options::default()).await?;
     // System roots only: the private CA is unknown.
@@ -181,7 +152,7 @@ async fn refused_without_the_private_ca() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls12_server_is_accepted_at_the_default_floor() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(
         &pki,
@@ -202,7 +173,7 @@ async fn a_tls12_server_is_accepted_at_the_default_floor() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls12_server_is_refused_when_the_floor_is_1_3() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(
         &pki,
@@ -220,7 +191,7 @@ async fn a_tls12_server_is_refused_when_the_floor_is_1_3() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_name_verifies_a_name_the_url_does_not_carry() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     // The certificate names crm.internal only; the URL holds 127.0.0.1.
     let server = HttpsServer::start(
@@ -250,7 +221,7 @@ async fn server_name_verifies_a_name_the_url_does_not_carry() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insecure_skip_verify_accepts_an_unknown_ca() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(&pki, Options::default()).await?;
     let mut cfg = s.config(&server.url());
@@ -260,7 +231,7 @@ async fn insecure_skip_verify_accepts_an_unknown_ca() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_the_client_certificate_is_presented_and_accepted() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(
         &pki,
@@ -293,7 +264,7 @@ async fn mtls_the_client_certificate_is_presented_and_accepted() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mtls_a_missing_client_certificate_is_refused() -> Result<()> {
-    let s = setup().await?;
+    let s = fixture(1).await?;
     let pki = Pki::new()?;
     let server = HttpsServer::start(
         &pki,
