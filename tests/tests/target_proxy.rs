@@ -24,7 +24,7 @@ use cpn_e2e::{committed, event, produce, producer, read_all, unique, wait_for};
 use cpn_relay::config::RelayConfig;
 use cpn_relay::proxy::ProxyConfig;
 use cpn_relay::secret::SecretSource;
-use tls_support::{HttpsServer, Options, Pki};
+use tls_support::{HttpsServer, Options, Pki, assert_delivered};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -153,33 +153,6 @@ fn via(url: String) -> ProxyConfig {
         url: Some(url),
         ..ProxyConfig::default()
     }
-}
-
-async fn assert_delivered(s: &Fixture, cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
-    let relay = RunningRelay::start(cfg)?;
-    let (guid, body) = event("list-px", 1, 0);
-    produce(
-        &producer(&s.brokers)?,
-        &s.topic,
-        "list-px:1",
-        Some(&guid),
-        &body,
-    )
-    .await?;
-    let got = wait_for("the event at the HTTPS target", WAIT, || async {
-        server
-            .received()
-            .into_iter()
-            .find(|r| r.etag.as_deref() == Some(guid.as_str()))
-    })
-    .await?;
-    relay.stop().await?;
-    assert_eq!(&got.body[..], &body[..], "body relayed byte for byte");
-    assert!(
-        read_all(&s.brokers, &s.dlq)?.is_empty(),
-        "nothing dead-lettered"
-    );
-    Ok(())
 }
 
 /// `cpn_relay_attempts_total{class="connect_error"}` from the relay's /metrics.

@@ -21,43 +21,13 @@ use anyhow::{Context, Result};
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture};
 use cpn_e2e::{committed, event, produce, producer, read_all, wait_for};
 use cpn_relay::config::RelayConfig;
-use tls_support::{Handshake, HttpsServer, Options, Pki};
+use tls_support::{Handshake, HttpsServer, Options, Pki, assert_delivered};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Refused handshakes to see before concluding the record is held: more than
 /// `retry.max_attempts` (5) in `test_config`.
 const REFUSALS: usize = 8;
-
-/// Runs the relay with `cfg`, produces one event and waits until `server`
-/// received it with its GUID as ETag and its body byte for byte.
-async fn assert_delivered(s: &Fixture, cfg: RelayConfig, server: &HttpsServer) -> Result<()> {
-    let relay = RunningRelay::start(cfg)?;
-    let (guid, body) = event("list-tls", 1, 0);
-    produce(
-        &producer(&s.brokers)?,
-        &s.topic,
-        "list-tls:1",
-        Some(&guid),
-        &body,
-    )
-    .await?;
-    let got = wait_for("the event at the HTTPS target", WAIT, || async {
-        server
-            .received()
-            .into_iter()
-            .find(|r| r.etag.as_deref() == Some(guid.as_str()))
-    })
-    .await?;
-    relay.stop().await?;
-    assert_eq!(got.method, "POST");
-    assert_eq!(&got.body[..], &body[..], "body relayed byte for byte");
-    assert!(
-        read_all(&s.brokers, &s.dlq)?.is_empty(),
-        "nothing dead-lettered"
-    );
-    Ok(())
-}
 
 /// Runs the relay with `cfg`, produces one event and waits for [`REFUSALS`]
 /// failed handshakes at `server`, each failing for `reason`; then checks

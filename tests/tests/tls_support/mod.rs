@@ -317,3 +317,36 @@ impl axum::serve::Listener for TlsListener {
         self.tcp.local_addr()
     }
 }
+
+/// Runs the relay with `cfg`, produces one event and waits until `server`
+/// received it as a POST with its GUID as ETag and its body byte for byte,
+/// with nothing dead-lettered.
+pub async fn assert_delivered(
+    s: &cpn_e2e::relay::Fixture,
+    cfg: cpn_relay::config::RelayConfig,
+    server: &HttpsServer,
+) -> Result<()> {
+    let relay = cpn_e2e::relay::RunningRelay::start(cfg)?;
+    let (guid, body) = cpn_e2e::event("list-https", 1, 0);
+    let p = cpn_e2e::producer(&s.brokers)?;
+    cpn_e2e::produce(&p, &s.topic, "list-https:1", Some(&guid), &body).await?;
+    let got = cpn_e2e::wait_for(
+        "the event at the HTTPS target",
+        Duration::from_secs(60),
+        || async {
+            server
+                .received()
+                .into_iter()
+                .find(|r| r.etag.as_deref() == Some(guid.as_str()))
+        },
+    )
+    .await?;
+    relay.stop().await?;
+    anyhow::ensure!(got.method == "POST", "method {}", got.method);
+    anyhow::ensure!(got.body[..] == body[..], "body not relayed byte for byte");
+    anyhow::ensure!(
+        cpn_e2e::read_all(&s.brokers, &s.dlq)?.is_empty(),
+        "something was dead-lettered"
+    );
+    Ok(())
+}
