@@ -43,6 +43,10 @@ type Tp = (String, i32);
 /// for pausing and resuming while records keep arriving.
 const BACKPRESSURE_SCAN_INTERVAL: Duration = Duration::from_millis(5);
 
+/// How long a synchronous commit (on revoke, on shutdown) is retried while
+/// the group coordinator is moving or loading.
+const SYNC_COMMIT_RETRY: Duration = Duration::from_secs(5);
+
 /// Whether the relay is part of its group and consuming: `/readyz`.
 #[derive(Debug, Default)]
 pub struct Readiness {
@@ -175,7 +179,11 @@ impl RelayContext {
         if tpl.count() == 0 {
             return;
         }
-        match consumer.commit(&tpl, CommitMode::Sync) {
+        // A coordinator that is moving would turn this commit into
+        // redelivered duplicates: give it a few seconds.
+        match crate::coordinator::retry(SYNC_COMMIT_RETRY, || {
+            consumer.commit(&tpl, CommitMode::Sync)
+        }) {
             Ok(()) => {
                 for ((t, p), pos) in positions {
                     if let Some(pos) = pos {

@@ -18,7 +18,8 @@
 //! - edges: [`http`] (the target client), [`dlq::writer`] (the DLQ producer),
 //!   [`delivery`] (one record's life), [`partition`] (per-chain ordering in a
 //!   partition), [`consumer`] (the Kafka consumer thread, commits,
-//!   rebalances), [`server`] (metrics and health), [`metrics`];
+//!   rebalances), [`coordinator`] (retrying offset fetches and commits while
+//!   the group coordinator moves), [`server`] (metrics and health), [`metrics`];
 //! - target edges: [`tls`], [`proxy`], [`auth`], [`signing`], [`secret`]
 //!   (where secrets come from);
 //! - tools: [`mockcrm`] (a fake customer server for onboarding, demos, tests).
@@ -29,6 +30,7 @@ pub mod circuit;
 pub mod classify;
 pub mod config;
 pub mod consumer;
+pub mod coordinator;
 pub mod delivery;
 pub mod dlq;
 pub mod http;

@@ -355,7 +355,9 @@ pub fn committed(
             tpl.add_partition(topic, p.id());
         }
     }
-    let got = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    let got = cpn_relay::coordinator::retry(Duration::from_secs(30), || {
+        consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))
+    })?;
     Ok(got
         .elements()
         .iter()

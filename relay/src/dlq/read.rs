@@ -31,6 +31,10 @@ pub const READ_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Timeout of one metadata, watermark or committed-offsets request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long a committed-offsets fetch or a progress commit is retried while
+/// the group coordinator is moving or loading ([`crate::coordinator`]).
+pub const COORDINATOR_BUDGET: Duration = Duration::from_secs(30);
+
 /// librdkafka keys the DLQ tools set themselves; `-X` may not set them.
 pub use crate::config::MANAGED_KAFKA_KEYS;
 
@@ -355,7 +359,10 @@ impl DlqReader {
         let consumer = self.consumer.clone();
         let what = format!("committing progress of {}", self.topic);
         tokio::task::spawn_blocking(move || {
-            consumer.commit(&tpl, CommitMode::Sync).map_err(kafka(what))
+            crate::coordinator::retry(COORDINATOR_BUDGET, || {
+                consumer.commit(&tpl, CommitMode::Sync)
+            })
+            .map_err(kafka(what))
         })
         .await
         .map_err(|e| ReadError::Task(format!("committing progress: {e}")))?
@@ -417,9 +424,10 @@ fn open_blocking(
             for &p in &partitions {
                 tpl.add_partition(topic, p);
             }
-            let committed = consumer
-                .committed_offsets(tpl, REQUEST_TIMEOUT)
-                .map_err(kafka(format!("committed offsets of group {group}")))?;
+            let committed = crate::coordinator::retry(COORDINATOR_BUDGET, || {
+                consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
+            })
+            .map_err(kafka(format!("committed offsets of group {group}")))?;
             for (&partition, &(low, high)) in &watermarks {
                 let at =
                     committed
