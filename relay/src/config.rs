@@ -177,7 +177,8 @@ pub struct RetryConfig {
     /// Backoff growth per attempt.
     #[serde(default = "default_multiplier")]
     pub multiplier: f64,
-    /// Retry budget time per record (outage time excluded).
+    /// Retry budget time per record: the request time of its charged
+    /// failures and the backoff after them. An outage costs nothing.
     #[serde(default = "default_max_elapsed_ms")]
     pub max_elapsed_ms: u64,
     /// Longest `Retry-After` honoured.

@@ -27,7 +27,7 @@ use crate::dlq::headers::DeadLetterInfo;
 use crate::dlq::writer::{DeadLetter, DlqWriter};
 use crate::http::Target;
 use crate::metrics::RelayMetrics;
-use crate::retry::{NextStep, RetryPolicy};
+use crate::retry::{Charge, NextStep, RetryPolicy, Spent};
 
 /// A record taken from Kafka, detached from the consumer.
 #[derive(Debug, Clone)]
@@ -129,18 +129,17 @@ impl Deliverer {
         self.lock_circuit().is_open()
     }
 
-    /// Waits until an attempt may go out. Returns whether it is the probe,
-    /// and how long it waited; `None` when cancelled.
-    async fn admitted(&self, cancel: &CancellationToken) -> Option<(bool, Duration)> {
-        let start = Instant::now();
+    /// Waits until an attempt may go out. Returns whether it is the probe;
+    /// `None` when cancelled.
+    async fn admitted(&self, cancel: &CancellationToken) -> Option<bool> {
         let mut changed = self.circuit_changed.subscribe();
         loop {
             changed.borrow_and_update();
             let admission = self.lock_circuit().admit(Instant::now());
             self.publish_circuit_state();
             let wait_until = match admission {
-                Admission::Go => return Some((false, start.elapsed())),
-                Admission::Probe => return Some((true, start.elapsed())),
+                Admission::Go => return Some(false),
+                Admission::Probe => return Some(true),
                 Admission::Wait(until) => until,
             };
             let sleep = async {
@@ -232,16 +231,13 @@ impl Deliverer {
             );
         }
         let key = rec.key_hash();
-        let mut charged: u32 = 0;
+        // DESIGN invariant 5: only failures charged to this record use its
+        // budget; waiting out an outage (circuit, probes, Retry-After) is free.
+        let mut spent = Spent::default();
         let mut attempts: u32 = 0;
         let mut first_at: Option<SystemTime> = None;
-        let mut first_instant: Option<Instant> = None;
-        let mut outage_wait = Duration::ZERO;
         loop {
-            let (probe, waited) = self.admitted(cancel).await?;
-            if first_instant.is_some() {
-                outage_wait += waited;
-            }
+            let probe = self.admitted(cancel).await?;
             let mut guard = ProbeGuard {
                 deliverer: self,
                 armed: probe,
@@ -262,7 +258,6 @@ impl Deliverer {
                 self.metrics.retries.inc();
             }
             first_at.get_or_insert(report.started_at);
-            let first = *first_instant.get_or_insert_with(Instant::now);
             let class = report.attempt.class();
             self.metrics
                 .attempts
@@ -334,14 +329,16 @@ impl Deliverer {
                         .await;
                 }
                 Verdict::Retry => {
-                    if is_charged {
-                        charged += 1;
-                    }
-                    let budget_used = first.elapsed().saturating_sub(outage_wait);
+                    let charge = if is_charged {
+                        Charge::Charged
+                    } else {
+                        Charge::Free
+                    };
                     let jitter: f64 = rand::rng().random();
-                    match self.policy.next_step(
-                        charged,
-                        budget_used,
+                    match self.policy.after_failure(
+                        &mut spent,
+                        charge,
+                        report.duration,
                         report.attempt.retry_after(),
                         jitter,
                     ) {

@@ -2,9 +2,14 @@
 //! and elapsed time, honouring `Retry-After` up to a ceiling.
 //!
 //! Pure: no clock and no random number generator inside. The caller passes
-//! the attempt count, the budget time used so far, and a jitter sample in
-//! `[0, 1)`. Time a message spends waiting on an open circuit (an outage) is
-//! not budget time: the caller leaves it out (DESIGN invariant 5).
+//! each attempt's duration and a jitter sample in `[0, 1)`.
+//!
+//! A record's budget ([`Spent`]) is used only by failures the circuit breaker
+//! charges to the record: their request time and the backoff after them.
+//! An uncharged failure (a connect error, or any failure while the target
+//! looks down for everybody) costs nothing, however long its request, its
+//! `Retry-After` or the wait for the circuit: an outage of any length never
+//! exhausts a record (DESIGN invariant 5).
 
 use std::time::{Duration, SystemTime};
 
@@ -72,10 +77,19 @@ impl RetryPolicy {
         self.cap(attempts).mul_f64(j)
     }
 
+    /// The wait before the next attempt after `attempts` failures: the
+    /// full-jitter backoff, or a longer `Retry-After` from the target,
+    /// honoured up to `retry_after_max`.
+    pub fn delay(&self, attempts: u32, retry_after: Option<Duration>, jitter: f64) -> Duration {
+        let backoff = self.backoff(attempts, jitter);
+        match retry_after {
+            Some(ra) => backoff.max(ra.min(self.retry_after_max)),
+            None => backoff,
+        }
+    }
+
     /// Decides the next step after `attempts` counted failed attempts, with
-    /// `elapsed` budget time used since the first one. A `Retry-After` from
-    /// the target is honoured up to `retry_after_max` and wins over a shorter
-    /// backoff.
+    /// `elapsed` budget time used since the first one.
     pub fn next_step(
         &self,
         attempts: u32,
@@ -86,15 +100,60 @@ impl RetryPolicy {
         if attempts >= self.max_attempts {
             return NextStep::Exhausted;
         }
-        let mut delay = self.backoff(attempts, jitter);
-        if let Some(ra) = retry_after {
-            delay = delay.max(ra.min(self.retry_after_max));
-        }
+        let delay = self.delay(attempts, retry_after, jitter);
         if elapsed.saturating_add(delay) > self.max_elapsed {
             return NextStep::Exhausted;
         }
         NextStep::RetryAfter(delay)
     }
+
+    /// Books a failed, retryable attempt that took `took` into `spent` and
+    /// decides the next step. A [`Charge::Charged`] failure uses the budget
+    /// (one attempt, its request time and the backoff that follows) and may
+    /// exhaust it; a [`Charge::Free`] one only says how long to wait and never
+    /// exhausts.
+    pub fn after_failure(
+        &self,
+        spent: &mut Spent,
+        charge: Charge,
+        took: Duration,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> NextStep {
+        match charge {
+            Charge::Free => {
+                NextStep::RetryAfter(self.delay(spent.attempts.max(1), retry_after, jitter))
+            }
+            Charge::Charged => {
+                spent.attempts = spent.attempts.saturating_add(1);
+                spent.time = spent.time.saturating_add(took);
+                let step = self.next_step(spent.attempts, spent.time, retry_after, jitter);
+                if let NextStep::RetryAfter(delay) = step {
+                    spent.time = spent.time.saturating_add(delay);
+                }
+                step
+            }
+        }
+    }
+}
+
+/// Whether a failure counts against the record's retry budget (decided by
+/// the circuit breaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charge {
+    /// The record's own failure, as far as anyone can tell.
+    Charged,
+    /// Not the record's fault: a connect error, or the target is down.
+    Free,
+}
+
+/// What one record has used of its retry budget so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Spent {
+    /// Charged failed attempts.
+    pub attempts: u32,
+    /// Request time of the charged attempts plus the backoff after them.
+    pub time: Duration,
 }
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP-date (RFC 9110
@@ -208,7 +267,93 @@ mod tests {
         assert!(parse_retry_after("99999999999999999999999", now).is_some());
     }
 
+    #[test]
+    fn free_failures_never_exhaust_however_long_they_take() {
+        let p = policy();
+        let mut spent = Spent::default();
+        for _ in 0..10_000 {
+            let step = p.after_failure(
+                &mut spent,
+                Charge::Free,
+                Duration::from_secs(30),
+                Some(Duration::from_secs(3600)),
+                0.9,
+            );
+            assert_eq!(step, NextStep::RetryAfter(p.retry_after_max));
+        }
+        assert_eq!(spent, Spent::default(), "nothing was charged");
+    }
+
+    #[test]
+    fn charged_failures_book_request_time_and_backoff() {
+        let p = policy();
+        let mut spent = Spent::default();
+        let step = p.after_failure(
+            &mut spent,
+            Charge::Charged,
+            Duration::from_secs(1),
+            Some(Duration::from_secs(7)),
+            0.5,
+        );
+        assert_eq!(step, NextStep::RetryAfter(Duration::from_secs(7)));
+        assert_eq!(
+            spent,
+            Spent {
+                attempts: 1,
+                time: Duration::from_secs(8)
+            }
+        );
+        // 8 s used: a 30 s request takes the record past its 60 s after the
+        // next 30 s Retry-After.
+        let step = p.after_failure(
+            &mut spent,
+            Charge::Charged,
+            Duration::from_secs(30),
+            Some(Duration::from_secs(30)),
+            0.5,
+        );
+        assert_eq!(step, NextStep::Exhausted);
+    }
+
+    #[test]
+    fn charged_failures_exhaust_after_max_attempts_even_between_free_ones() {
+        let p = policy();
+        let mut spent = Spent::default();
+        let mut steps = Vec::new();
+        for n in 0..20 {
+            let charge = if n % 3 == 0 {
+                Charge::Charged
+            } else {
+                Charge::Free
+            };
+            steps.push(p.after_failure(&mut spent, charge, Duration::ZERO, None, 0.0));
+        }
+        let exhausted_at = steps.iter().position(|s| *s == NextStep::Exhausted);
+        // Charged at n = 0, 3, 6, 9, 12: the fifth charged failure ends it.
+        assert_eq!(exhausted_at, Some(12));
+    }
+
     proptest! {
+        #[test]
+        fn only_charged_failures_use_the_budget(
+            charges in proptest::collection::vec(any::<bool>(), 0..64),
+            took_ms in 0u64..120_000, ra in proptest::option::of(0u64..7_200_000)
+        ) {
+            let p = policy();
+            let mut spent = Spent::default();
+            let mut charged = 0u32;
+            for c in charges {
+                let charge = if c { Charge::Charged } else { Charge::Free };
+                charged += u32::from(c);
+                let step = p.after_failure(&mut spent, charge, Duration::from_millis(took_ms), ra.map(Duration::from_millis), 0.5);
+                prop_assert_eq!(spent.attempts, charged);
+                if step == NextStep::Exhausted {
+                    prop_assert!(c, "a free failure exhausted the record");
+                    break;
+                }
+            }
+        }
+
         #[test]
         fn delay_never_exceeds_the_larger_of_cap_and_retry_after_ceiling(
             attempts in 0u32..100, jitter in 0.0f64..1.0, ra in proptest::option::of(0u64..100_000)

@@ -12,7 +12,7 @@ use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
 use cpn_e2e::{
     bin_path, broker, committed, create_topic, event, produce, producer, read_all, unique, wait_for,
 };
-use cpn_relay::mockcrm::{Behavior, Latency, MockCrm};
+use cpn_relay::mockcrm::{Behavior, Latency, MockCrm, RetryAfter};
 use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -153,6 +153,35 @@ async fn a_30s_outage_sends_nothing_to_the_dlq() -> Result<()> {
         read_all(&brokers, &format!("{topic}.dlq"))?.is_empty(),
         "an outage is not poison"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_503s_longer_than_the_retry_budget_sends_nothing_to_the_dlq() -> Result<()> {
+    let f = fixture(2).await?;
+    let crm = mock_crm(Behavior::status(503).with_retry_after(RetryAfter::Seconds(1))).await?;
+    let mut cfg = f.config(&crm.url());
+    // One Retry-After is two thirds of a record's budget: if waiting out the
+    // outage (probes, their Retry-After, the open circuit) cost budget, the
+    // second probe of any record would dead-letter it.
+    cfg.retry.max_attempts = 5;
+    cfg.retry.max_elapsed_ms = 1_500;
+    let relay = RunningRelay::start(cfg)?;
+    let sent = publish(&f.brokers, &f.topic, "list-503", 10, 3).await?;
+    // The circuit opens after 5 failures; then about one probe a second.
+    wait_for("a dozen probes of the down target", WAIT, || async {
+        (crm.received_count() >= 17).then_some(())
+    })
+    .await?;
+    assert_eq!(
+        f.dead_letters()?,
+        0,
+        "nothing dead-lettered during the outage"
+    );
+    crm.set_behavior(Behavior::status(200))?;
+    wait_all_delivered(&crm, &sent).await?;
+    relay.stop().await?;
+    assert_eq!(f.dead_letters()?, 0, "an outage of 5xx is not poison");
     Ok(())
 }
 
