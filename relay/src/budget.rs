@@ -46,10 +46,12 @@ impl BudgetConfig {
     pub fn problems(&self) -> Vec<ConfigProblem> {
         let mut p = vec![];
         let r = self.max_requests_per_second;
-        if !(r.is_finite() && r >= 0.0) {
+        if !(r.is_finite() && (r == 0.0 || r >= MIN_REQUESTS_PER_SECOND)) {
             p.push(ConfigProblem {
                 path: "target.budget.max_requests_per_second".into(),
-                problem: "must be a number of at least 0 (0 = no limit)".into(),
+                problem: format!(
+                    "must be 0 (no limit) or a number of at least {MIN_REQUESTS_PER_SECOND}"
+                ),
             });
         }
         if self.burst == Some(0) {
@@ -69,6 +71,12 @@ impl BudgetConfig {
         }
     }
 }
+
+/// The lowest non-zero `max_requests_per_second`: one request in 1000 s.
+pub const MIN_REQUESTS_PER_SECOND: f64 = 0.001;
+
+/// The longest a request is ever told to wait for the budget.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
 
 /// A token bucket with a "hold until" for `Retry-After`.
 #[derive(Debug, Clone)]
@@ -111,14 +119,17 @@ impl Budget {
             self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            // The rate is at least MIN_REQUESTS_PER_SECOND once validated;
+            // the cap keeps an unvalidated one from overflowing.
+            let wait = (1.0 - self.tokens) / self.rate;
+            Err(Duration::try_from_secs_f64(wait).map_or(MAX_WAIT, |d| d.min(MAX_WAIT)))
         }
     }
 
     /// The target asked everybody to wait (`Retry-After` on a 429 or 503):
     /// no request goes out before `now + delay`.
     pub fn hold(&mut self, now: Instant, delay: Duration) {
-        let until = now + delay;
+        let until = now.checked_add(delay.min(MAX_WAIT)).unwrap_or(now);
         self.hold_until = Some(self.hold_until.map_or(until, |h| h.max(until)));
     }
 }
@@ -200,7 +211,24 @@ mod tests {
                 .path
                 .ends_with("max_requests_per_second")
         );
+        assert!(
+            cfg(1e-20, None).problems()[0]
+                .path
+                .ends_with("max_requests_per_second")
+        );
         assert!(cfg(1.0, Some(0)).problems()[0].path.ends_with("burst"));
         assert!(cfg(5.0, None).problems().is_empty());
+        assert!(cfg(MIN_REQUESTS_PER_SECOND, None).problems().is_empty());
+    }
+
+    #[test]
+    fn extreme_values_wait_long_but_never_panic() {
+        let t = Instant::now();
+        let mut b = Budget::new(&cfg(1e-20, Some(1)), t);
+        assert_eq!(b.take(t), Ok(()));
+        assert_eq!(b.take(t), Err(MAX_WAIT));
+        let mut b = Budget::new(&cfg(0.0, None), t);
+        b.hold(t, Duration::MAX);
+        assert_eq!(b.take(t), Err(MAX_WAIT));
     }
 }

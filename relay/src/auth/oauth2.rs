@@ -29,6 +29,9 @@ use serde::{Deserialize, Serialize};
 use super::{AuthError, bearer_header};
 use crate::secret::SecretSource;
 
+/// The longest `expires_in` taken from a token endpoint, in seconds.
+const MAX_EXPIRES_IN_SECS: u64 = 1_000_000_000;
+
 /// A failed token request is not repeated sooner than this.
 pub const FETCH_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// A 401 does not drop a token younger than this (it was minted after the
@@ -183,13 +186,16 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenResponse, S
     {
         return Err(format!("token_type {t:?} is not supported (only bearer)"));
     }
+    // Anything beyond ~30 years is nonsense (and would overflow an Instant).
     let expires_in = match wire.expires_in {
         None => None,
-        // Anything beyond ~30 years is nonsense (and would overflow).
-        Some(Seconds::Number(n)) if (0.0..=1e9).contains(&n) => Some(Duration::from_secs_f64(n)),
-        Some(Seconds::Text(t)) if t.trim().parse::<u64>().is_ok() => {
-            t.trim().parse::<u64>().ok().map(Duration::from_secs)
+        Some(Seconds::Number(n)) if (0.0..=MAX_EXPIRES_IN_SECS as f64).contains(&n) => {
+            Some(Duration::from_secs_f64(n))
         }
+        Some(Seconds::Text(t)) => match t.trim().parse::<u64>() {
+            Ok(n) if n <= MAX_EXPIRES_IN_SECS => Some(Duration::from_secs(n)),
+            _ => return Err("token endpoint response has an invalid expires_in".into()),
+        },
         Some(_) => return Err("token endpoint response has an invalid expires_in".into()),
     };
     Ok(TokenResponse {
@@ -216,8 +222,10 @@ impl Token {
         expires_in: Option<Duration>,
         refresh_before: Duration,
     ) -> Self {
-        let expires_at = expires_in.map(|l| requested_at + l);
-        let refresh_at = expires_in.map(|l| requested_at + l - refresh_before.min(l / 2));
+        // A lifetime past what an Instant can hold is as good as none.
+        let expires_at = expires_in.and_then(|l| requested_at.checked_add(l));
+        let refresh_at = expires_in
+            .and_then(|l| requested_at.checked_add(l.saturating_sub(refresh_before.min(l / 2))));
         Token {
             header,
             obtained_at: requested_at,
@@ -529,7 +537,7 @@ mod tests {
         let secs = |n| Some(Duration::from_secs(n));
         let t = ok(r#"{"access_token":"abc","token_type":"Bearer","expires_in":3600}"#).unwrap();
         assert_eq!((t.access_token.as_str(), t.expires_in), ("abc", secs(3600)));
-        let cases: [(&str, Result<Option<Duration>, &str>); 8] = [
+        let cases: [(&str, Result<Option<Duration>, &str>); 11] = [
             (
                 r#"{"access_token":"a","token_type":"bearer","expires_in":"60"}"#,
                 Ok(secs(60)),
@@ -550,6 +558,19 @@ mod tests {
                 Err("invalid expires_in"),
             ),
             (r#"<html>secret-ish</html>"#, Err("not a token response")),
+            // Lifetimes an Instant cannot hold are refused, in either form.
+            (
+                r#"{"access_token":"a","expires_in":"10000000000000000000"}"#,
+                Err("invalid expires_in"),
+            ),
+            (
+                r#"{"access_token":"a","expires_in":1e300}"#,
+                Err("invalid expires_in"),
+            ),
+            (
+                r#"{"access_token":"a","expires_in":"1000000000"}"#,
+                Ok(secs(1_000_000_000)),
+            ),
         ];
         for (body, want) in cases {
             match (ok(body), want) {
