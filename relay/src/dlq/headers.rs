@@ -134,14 +134,21 @@ pub fn exception_class(reason: DlqReason) -> &'static str {
 }
 
 /// Formats a time as RFC 3339 UTC with milliseconds, e.g. `2026-11-25T10:00:00.123Z`.
+/// A time outside years 0000–9999 (a record timestamp can be anything a
+/// producer wrote) is given as seconds from the epoch instead, e.g.
+/// `253402300800000 ms from the epoch`.
 pub fn rfc3339(t: SystemTime) -> String {
-    let dt = time::OffsetDateTime::from(t);
+    let nanos: i128 = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos().try_into().unwrap_or(i128::MAX),
+        Err(before) => i128::try_from(before.duration().as_nanos()).map_or(i128::MIN, |n| -n),
+    };
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    // Formatting a UTC date with a fixed description only fails for years
-    // beyond 9999, which SystemTime values from this process never reach.
-    dt.format(&fmt).unwrap_or_else(|_| format!("{dt}"))
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|dt| dt.format(&fmt).ok())
+        .unwrap_or_else(|| format!("{} ms from the epoch", nanos / 1_000_000))
 }
 
 /// Parses what [`rfc3339`] writes (and any RFC 3339 time).
@@ -280,6 +287,16 @@ mod tests {
     fn times_round_trip() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_456);
         assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+    }
+
+    #[test]
+    fn times_past_year_9999_are_written_not_panicked_on() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(253_402_300_800_000);
+        assert_eq!(rfc3339(t), "253402300800000 ms from the epoch");
+        let before = SystemTime::UNIX_EPOCH - Duration::from_millis(1500);
+        assert_eq!(rfc3339(before), "1969-12-31T23:59:58.500Z");
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        assert!(rfc3339(far).ends_with(" ms from the epoch"));
     }
 
     #[test]
