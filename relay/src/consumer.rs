@@ -169,6 +169,34 @@ impl RelayContext {
         out
     }
 
+    /// Gives up workers of partitions this member no longer owns: cancels
+    /// their in-flight records (Kafka redelivers them to the new owner) and
+    /// commits nothing for them.
+    fn abandon(&self, workers: Vec<(Tp, Worker)>) {
+        let tps: Vec<Tp> = workers.iter().map(|(tp, _)| tp.clone()).collect();
+        for (_, w) in &workers {
+            w.cancel.cancel();
+        }
+        let _ = self.settle(workers, Duration::ZERO);
+        self.forget_series(&tps);
+    }
+
+    /// Drops the per-partition series of partitions given up, so a replica
+    /// does not report lag or offsets for partitions another one now owns.
+    fn forget_series(&self, tps: &[Tp]) {
+        for (t, p) in tps {
+            let p = p.to_string();
+            let _ = self
+                .metrics
+                .committed_offset
+                .remove_label_values(&[t.as_str(), &p]);
+            let _ = self
+                .metrics
+                .consumer_lag
+                .remove_label_values(&[t.as_str(), &p]);
+        }
+    }
+
     fn commit_sync(&self, consumer: &BaseConsumer<RelayContext>, positions: &[(Tp, Option<i64>)]) {
         let mut tpl = TopicPartitionList::new();
         for ((t, p), pos) in positions {
@@ -250,22 +278,21 @@ impl ConsumerContext for RelayContext {
                     partitions = revoked.len(),
                     "partitions lost; abandoning their in-flight records without commit"
                 );
-                for (_, w) in &revoked {
-                    w.cancel.cancel();
-                }
-                let _ = self.settle(revoked, Duration::ZERO);
+                self.abandon(revoked);
                 return;
             }
             info!(
                 partitions = revoked.len(),
                 "partitions revoked; settling in-flight records before giving them up"
             );
+            let tps: Vec<Tp> = revoked.iter().map(|(tp, _)| tp.clone()).collect();
             let positions = self.settle(revoked, self.revoke_deadline);
             self.commit_sync(consumer, &positions);
+            self.forget_series(&tps);
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let mut inner = self.lock();
@@ -280,7 +307,50 @@ impl ConsumerContext for RelayContext {
                 self.readiness.joined.store(true, Ordering::Release);
             }
             Rebalance::Revoke(_) => {}
-            Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
+            Rebalance::Error(e) => {
+                // rust-rdkafka unassigns after a rebalance error without
+                // telling which partitions: whatever is no longer assigned is
+                // lost to us, and must not be committed for again.
+                warn!(error = %e, "rebalance error");
+                let assigned: HashSet<Tp> = match consumer.assignment() {
+                    Ok(tpl) => tpl
+                        .elements()
+                        .iter()
+                        .map(|e| (e.topic().to_owned(), e.partition()))
+                        .collect(),
+                    Err(e) => {
+                        warn!(error = %e, "reading the assignment after a rebalance error failed");
+                        return;
+                    }
+                };
+                let mut inner = self.lock();
+                let gone: Vec<Tp> = inner
+                    .workers
+                    .keys()
+                    .filter(|tp| !assigned.contains(*tp))
+                    .cloned()
+                    .collect();
+                let orphans: Vec<(Tp, Worker)> = gone
+                    .into_iter()
+                    .filter_map(|tp| inner.workers.remove(&tp).map(|w| (tp, w)))
+                    .collect();
+                for (_, w) in &orphans {
+                    if w.paused {
+                        self.metrics.paused_partitions.dec();
+                    }
+                }
+                self.metrics
+                    .assigned_partitions
+                    .set(inner.workers.len() as i64);
+                drop(inner);
+                if !orphans.is_empty() {
+                    warn!(
+                        partitions = orphans.len(),
+                        "partitions unassigned by a rebalance error; abandoning their in-flight records without commit"
+                    );
+                    self.abandon(orphans);
+                }
+            }
         }
     }
 
