@@ -296,16 +296,19 @@ where
     // A plain thread, not spawn_blocking: reading stdin may block forever and
     // must not keep the runtime from shutting down. It ends when the input
     // does or when the receiver is dropped.
-    std::thread::Builder::new()
+    // Without the thread nothing is read: the run fails with that error
+    // rather than reporting an empty input.
+    let spawn_error = std::thread::Builder::new()
         .name("cpn-ndjson-reader".into())
         .spawn(move || read_and_parse(input, max_line_bytes, &tx))
-        .map_or_else(
-            |e| tracing::error!(error = %e, "could not start the input reader thread"),
-            drop,
-        );
+        .err()
+        .map(|e| io::Error::other(format!("could not start the input reader thread: {e}")));
 
     let state = RefCell::new(State {
-        summary: Summary::default(),
+        summary: Summary {
+            input_error: spawn_error,
+            ..Summary::default()
+        },
         reporter,
         outcomes: 0,
     });
@@ -470,15 +473,16 @@ where
 {
     let started = Instant::now();
     let (tx, rx) = mpsc::channel::<Vec<Record>>(CHANNEL_BATCHES);
-    std::thread::Builder::new()
+    let spawn_error = std::thread::Builder::new()
         .name("cpn-generator".into())
         .spawn(move || generate_records(generator, count, pace, started, &tx))
-        .map_or_else(
-            |e| tracing::error!(error = %e, "could not start the generator thread"),
-            drop,
-        );
+        .err()
+        .map(|e| io::Error::other(format!("could not start the generator thread: {e}")));
     let state = RefCell::new(State {
-        summary: Summary::default(),
+        summary: Summary {
+            input_error: spawn_error,
+            ..Summary::default()
+        },
         reporter,
         outcomes: 0,
     });

@@ -117,7 +117,8 @@ pub struct ValidateArgs {
     #[arg(long, env = "CPN_AS_PUBLISH")]
     pub as_publish: bool,
     /// Longest line accepted, in bytes.
-    #[arg(long, env = "CPN_MAX_LINE_BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    #[arg(long, env = "CPN_MAX_LINE_BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES,
+          value_parser = byte_limit())]
     pub max_line_bytes: usize,
 }
 
@@ -189,7 +190,8 @@ pub struct PublishArgs {
     #[arg(value_name = "FILE|-", env = "CPN_INPUT")]
     pub input: Option<PathBuf>,
     /// Longest line accepted, in bytes; longer lines are rejected.
-    #[arg(long, env = "CPN_MAX_LINE_BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES)]
+    #[arg(long, env = "CPN_MAX_LINE_BYTES", default_value_t = DEFAULT_MAX_LINE_BYTES,
+          value_parser = byte_limit())]
     pub max_line_bytes: usize,
 }
 
@@ -226,7 +228,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CPN_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// Largest request body accepted, in bytes (larger: 413).
-    #[arg(long, env = "CPN_MAX_BODY_BYTES", default_value_t = ingest::DEFAULT_MAX_BODY_BYTES)]
+    #[arg(long, env = "CPN_MAX_BODY_BYTES", default_value_t = ingest::DEFAULT_MAX_BODY_BYTES,
+          value_parser = byte_limit())]
     pub max_body_bytes: usize,
     /// How long a request waits for Kafka's acknowledgement (then: 503).
     #[arg(long, env = "CPN_ACK_TIMEOUT_MS", default_value_t = 10_000)]
@@ -250,6 +253,15 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(args) => generate(args).await,
         Command::Serve(args) => serve(args).await,
     }
+}
+
+/// The largest byte limit an option takes: 1 GiB (Kafka's own record limits
+/// are far lower).
+const MAX_BYTE_LIMIT: u64 = 1 << 30;
+
+/// Parser of `--max-line-bytes` and `--max-body-bytes`: 1 to 1 GiB.
+fn byte_limit() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_BYTE_LIMIT)
 }
 
 fn open_input(path: Option<&PathBuf>) -> Result<Box<dyn Read + Send>> {
@@ -492,6 +504,31 @@ mod tests {
         let mut missing = Vec::new();
         walk(&Cli::command(), &mut missing);
         assert!(missing.is_empty(), "options without env: {missing:?}");
+    }
+
+    #[test]
+    fn byte_limits_out_of_range_are_refused_naming_the_option() {
+        for (sub, opt) in [
+            ("validate", "--max-line-bytes"),
+            ("publish", "--max-line-bytes"),
+            ("serve", "--max-body-bytes"),
+        ] {
+            for bad in ["0", "18446744073709551615", "lots"] {
+                let mut argv = vec!["cpn-producer", sub, opt, bad];
+                if sub != "validate" {
+                    argv.extend(["-b", "h:1", "-t", "t"]);
+                }
+                let e = Cli::try_parse_from(&argv).expect_err("out of range");
+                assert!(e.to_string().contains(opt), "{sub} {opt} {bad}: {e}");
+            }
+        }
+        let cli =
+            Cli::try_parse_from(["cpn-producer", "validate", "--max-line-bytes", "1073741824"])
+                .expect("1 GiB is the largest limit");
+        let Command::Validate(v) = cli.command else {
+            panic!("not validate")
+        };
+        assert_eq!(v.max_line_bytes, 1 << 30);
     }
 
     #[test]

@@ -84,7 +84,10 @@ impl<R: BufRead> Lines<R> {
                 Some(i) => (&chunk[..i], i + 1, true),
                 None => (chunk, chunk.len(), false),
             };
-            let room = (self.max_line_bytes + 1).saturating_sub(buf.len());
+            let room = self
+                .max_line_bytes
+                .saturating_add(1)
+                .saturating_sub(buf.len());
             buf.extend_from_slice(&part[..part.len().min(room)]);
             len += part.len();
             if let Some(&b) = part.last() {
@@ -200,6 +203,14 @@ mod tests {
                 event(4, "{\"b\":2}"),
                 event(6, "{\"c\":3}")
             ]
+        );
+    }
+
+    #[test]
+    fn the_largest_limit_does_not_wrap_around() {
+        assert_eq!(
+            lines(b"x\ny", usize::MAX),
+            vec![event(1, "x"), event(2, "y")]
         );
     }
 
