@@ -8,13 +8,14 @@
 //! allows (5 in `test_config`) and then checks the dead-letter topic is empty
 //! and the offset was not committed past the record.
 //!
-//! TLS below 1.2 cannot be tested against the relay: rustls implements no TLS
-//! 1.0 or 1.1, so it is never offered. The floor is tested one step up: a
-//! TLS 1.2-only server is accepted with `min_version = "1.2"` and refused with
-//! `"1.3"`.
+//! The floor is tested at both steps: a TLS 1.1-only server (Python's ssl
+//! module, `tls_support/tls11_server.py`: rustls cannot serve TLS 1.1) is
+//! refused with the default `min_version = "1.2"`, and a TLS 1.2-only server
+//! is accepted with `"1.2"` and refused with `"1.3"`.
 
 mod tls_support;
 
+use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -22,6 +23,7 @@ use cpn_e2e::relay::{Fixture, RunningRelay, fixture};
 use cpn_e2e::{committed, event, produce, producer, read_all, wait_for};
 use cpn_relay::config::RelayConfig;
 use tls_support::{Handshake, HttpsServer, Options, Pki, assert_delivered};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -157,6 +159,78 @@ async fn a_tls12_server_is_refused_when_the_floor_is_1_3() -> Result<()> {
     cfg.target.tls.ca_file = Some(pki.ca_file());
     cfg.target.tls.min_version = "1.3".into();
     assert_refused(&s, cfg, &server, "peer is incompatible").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls11_only_server_is_refused_with_the_default_floor_of_1_2() -> Result<()> {
+    let s = fixture(1).await?;
+    let pki = Pki::new()?;
+    pki.leaf(
+        "tls11",
+        &["localhost", "127.0.0.1"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/tls_support/tls11_server.py"
+    );
+    let mut server = tokio::process::Command::new("python3")
+        .arg(script)
+        .args([pki.path("tls11.pem"), pki.path("tls11.key"), pki.ca_file()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting python3 tls_support/tls11_server.py")?;
+    let mut lines = BufReader::new(server.stdout.take().context("server stdout")?).lines();
+    let mut next_line = async || -> Result<String> {
+        tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .context("the TLS 1.1 server said nothing")??
+            .context("the TLS 1.1 server exited")
+    };
+    let first = next_line().await?;
+    let words: Vec<&str> = first.split_whitespace().collect();
+    // Not vacuous: the server's own TLS 1.1 client got in.
+    assert_eq!(words.get(3).copied(), Some("TLSv1.1"), "{first}");
+    let port: u16 = words
+        .get(1)
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("no port in {first:?}"))?;
+
+    let mut cfg = s.config(&format!("https://127.0.0.1:{port}/crm"));
+    cfg.target.tls.ca_file = Some(pki.ca_file());
+    assert_eq!(cfg.target.tls.min_version, "1.2", "the default floor");
+    let relay = RunningRelay::start(cfg)?;
+    let (guid, body) = event("list-tls11", 2, 0);
+    produce(
+        &producer(&s.brokers)?,
+        &s.topic,
+        "list-tls11:2",
+        Some(&guid),
+        &body,
+    )
+    .await?;
+    let mut handshakes = Vec::new();
+    while handshakes.len() < REFUSALS {
+        handshakes.push(next_line().await?);
+    }
+    relay.stop().await?;
+    assert!(
+        handshakes.iter().all(|h| h.starts_with("failed ")),
+        "every handshake failed: {handshakes:?}"
+    );
+    assert!(
+        read_all(&s.brokers, &s.dlq)?.is_empty(),
+        "a refused handshake is an outage: nothing dead-lettered"
+    );
+    let offsets = committed(&s.brokers, &s.group, &s.topic)?;
+    assert_eq!(
+        offsets.get(&0).copied().unwrap_or(0),
+        0,
+        "the record is held: the group did not commit past it"
+    );
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
