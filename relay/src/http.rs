@@ -5,8 +5,8 @@
 //! byte for byte; `Accept: */*`, `User-Agent: cpn-relay/<version>`,
 //! `Content-Type: application/json`, an exact `Content-Length`, `ETag: <GUID>`
 //! and the configured custom headers. Redirects are never followed. Proxies
-//! from the environment are ignored (an explicit proxy option comes with
-//! issue 6, and belongs in [`build_client`]).
+//! come only from `target.proxy` (the environment only when it says so),
+//! set up in [`build_client`].
 
 use std::time::{Duration, Instant, SystemTime};
 

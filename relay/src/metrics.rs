@@ -42,7 +42,7 @@ pub struct RelayMetrics {
     pub commit_errors: IntCounter,
     /// Duration of one HTTP attempt.
     pub attempt_duration: HistogramVec,
-    /// From `GSW_TIMESTAMP` (else the record timestamp) to the 2xx.
+    /// From `GSW_TIMESTAMP` (mandatory in every deliverable event) to the 2xx.
     pub end_to_end: Histogram,
 }
 
@@ -101,7 +101,7 @@ impl RelayMetrics {
         let end_to_end = Histogram::with_opts(
             HistogramOpts::new(
                 "cpn_relay_end_to_end_seconds",
-                "From GSW_TIMESTAMP (else the record timestamp) to the 2xx",
+                "From the event's GSW_TIMESTAMP to the 2xx",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
         )
