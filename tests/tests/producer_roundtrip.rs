@@ -1,7 +1,9 @@
 //! The producer library against the real broker: what `Publisher` reports as
 //! published is in Kafka, byte for byte, keyed by chain, with the GUID and
-//! schema version headers; and one chain's events keep their order in one
-//! partition. Fresh topic per test; fails (never skips) without a broker.
+//! schema version headers; one chain's events keep their order in one
+//! partition, and that partition is the one Kafka's Java producer picks for
+//! the key (checked by running the Java client's own partitioner from the
+//! broker's jars). Fresh topic per test; fails (never skips) without a broker.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -150,6 +152,107 @@ async fn events_without_guid_or_timestamp_get_one_assigned_and_carried_in_the_he
         value["GSW_TIMESTAMP"]
             .as_str()
             .is_some_and(|t| t.contains('.'))
+    );
+    Ok(())
+}
+
+/// The Kafka jars `deploy/kafka/kafka-local fetch` keeps (fetching them if
+/// needed): the class path of the Java client.
+fn kafka_libs() -> Result<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kafka/kafka-local");
+    let out = std::process::Command::new(script)
+        .arg("fetch")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {script} fetch"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "{script} fetch failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .filter_map(|l| l.split_once(" jars in "))
+        .map(|(_, dir)| dir.trim().to_owned())
+        .next_back()
+        .with_context(|| format!("no 'jars in DIR' line from {script} fetch: {text}"))
+}
+
+/// The partitions Kafka's Java producer picks for `keys` among `partitions`.
+fn java_partitions(keys: &[String], partitions: i32) -> Result<Vec<i32>> {
+    use std::io::Write;
+    let program = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/java/JavaPartitions.java"
+    );
+    let mut child = std::process::Command::new("java")
+        .arg("-cp")
+        .arg(format!("{}/*", kafka_libs()?))
+        .arg(program)
+        .arg(partitions.to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running java (deploy/setup installs it)")?;
+    let mut stdin = child.stdin.take().context("java stdin")?;
+    for k in keys {
+        ensure!(!k.contains('\n'), "key {k:?} has a newline");
+        writeln!(stdin, "{k}")?;
+    }
+    drop(stdin);
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "JavaPartitions failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| l.trim().parse::<i32>().context("a partition number"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_chain_lands_where_the_java_producer_would_put_it() -> Result<()> {
+    const PARTITIONS: i32 = 12;
+    let brokers = broker()?;
+    let topic = unique("producer-java-partitions");
+    create_topic(&brokers, &topic, PARTITIONS).await?;
+    let publisher = publisher(&brokers, &topic)?;
+    // Generated chains: calling lists with spaces, punctuation and unicode.
+    let events: Vec<ContactProcessed> = Generator::new(StdRng::seed_from_u64(23), SEEDED_START)
+        .take(400)
+        .collect();
+    let mut keys = Vec::new();
+    let mut ours = Vec::new();
+    for event in &events {
+        keys.push(Record::from_event(event).key);
+        ours.push(publisher.publish(event).await?.partition);
+    }
+    let spread: std::collections::HashSet<i32> = ours.iter().copied().collect();
+    ensure!(
+        spread.len() == PARTITIONS as usize,
+        "400 chains should reach all {PARTITIONS} partitions, reached {spread:?}"
+    );
+    let java = java_partitions(&keys, PARTITIONS)?;
+    ensure!(
+        java.len() == keys.len(),
+        "{} answers for {} keys",
+        java.len(),
+        keys.len()
+    );
+    let differ: Vec<_> = keys
+        .iter()
+        .zip(ours.iter().zip(&java))
+        .filter(|(_, (a, b))| a != b)
+        .collect();
+    ensure!(
+        differ.is_empty(),
+        "{} of {} keys differ from the Java client (key, (cpn, java)): {:?}",
+        differ.len(),
+        keys.len(),
+        &differ[..differ.len().min(5)]
     );
     Ok(())
 }
