@@ -313,11 +313,12 @@ fn default_max_in_flight() -> usize {
     1024
 }
 fn default_max_in_flight_per_partition() -> usize {
-    // A paused partition is resumed at half its window, and librdkafka takes
-    // about a second to fetch again after a resume: half a window must last
-    // that second at full speed, or consumption stalls (measured: 512 gave
-    // 3.3k events/s, 2048 gave 13k/s; BENCHMARKS.md).
-    2048
+    // librdkafka fetches a resumed partition again only on its broker
+    // thread's next tick, about once a second, so a relay that keeps pausing
+    // delivers at most about one window per partition per second (measured:
+    // 2048 gave 13.7k events/s on 6 partitions, 4096 gave 24k/s at a 20 ms
+    // target; BENCHMARKS.md). It is also the redelivery bound after a crash.
+    4096
 }
 fn default_commit_interval_ms() -> u64 {
     1_000
