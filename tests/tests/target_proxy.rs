@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture};
-use cpn_e2e::{committed, event, produce, producer, read_all, unique, wait_for};
+use cpn_e2e::{event, produce, producer, read_all, unique, wait_for};
 use cpn_relay::config::RelayConfig;
 use cpn_relay::proxy::ProxyConfig;
 use cpn_relay::secret::SecretSource;
-use tls_support::{HttpsServer, Options, Pki, assert_delivered};
+use tls_support::{HttpsServer, Options, Pki, assert_delivered, assert_record_held};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -202,17 +202,7 @@ async fn assert_held(s: &Fixture, mut cfg: RelayConfig, server: &HttpsServer) ->
     })?;
     relay.stop().await?;
     assert!(server.handshakes().is_empty(), "nothing reached the target");
-    assert!(
-        read_all(&s.brokers, &s.dlq)?.is_empty(),
-        "a proxy failure is an outage, not the record's fault: nothing dead-lettered"
-    );
-    let offsets = committed(&s.brokers, &s.group, &s.topic)?;
-    assert_eq!(
-        offsets.get(&0).copied().unwrap_or(0),
-        0,
-        "the record is held: the group did not commit past it"
-    );
-    Ok(())
+    assert_record_held(s, "a proxy failure")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,9 +20,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture};
-use cpn_e2e::{committed, event, produce, producer, read_all, wait_for};
+use cpn_e2e::{event, produce, producer, read_all, wait_for};
 use cpn_relay::config::RelayConfig;
-use tls_support::{Handshake, HttpsServer, Options, Pki, assert_delivered};
+use tls_support::{Handshake, HttpsServer, Options, Pki, assert_delivered, assert_record_held};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -72,17 +72,7 @@ async fn assert_refused(
         "every handshake failed for {reason:?}: {failed:?}"
     );
     assert!(server.received().is_empty(), "no request got through");
-    assert!(
-        read_all(&s.brokers, &s.dlq)?.is_empty(),
-        "a refused handshake is an outage, not the record's fault: nothing dead-lettered"
-    );
-    let offsets = committed(&s.brokers, &s.group, &s.topic)?;
-    assert_eq!(
-        offsets.get(&0).copied().unwrap_or(0),
-        0,
-        "the record is held: the group did not commit past it"
-    );
-    Ok(())
+    assert_record_held(s, "a refused handshake")
 }
 
 fn versions(server: &HttpsServer) -> Vec<String> {
@@ -220,17 +210,7 @@ async fn a_tls11_only_server_is_refused_with_the_default_floor_of_1_2() -> Resul
         handshakes.iter().all(|h| h.starts_with("failed ")),
         "every handshake failed: {handshakes:?}"
     );
-    assert!(
-        read_all(&s.brokers, &s.dlq)?.is_empty(),
-        "a refused handshake is an outage: nothing dead-lettered"
-    );
-    let offsets = committed(&s.brokers, &s.group, &s.topic)?;
-    assert_eq!(
-        offsets.get(&0).copied().unwrap_or(0),
-        0,
-        "the record is held: the group did not commit past it"
-    );
-    Ok(())
+    assert_record_held(&s, "a refused TLS 1.1 handshake")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -350,3 +350,20 @@ pub async fn assert_delivered(
     );
     Ok(())
 }
+
+/// After the relay refused to deliver the one event of `s` (a TLS or proxy
+/// failure is an outage, never the record's fault): nothing was
+/// dead-lettered, and the group did not commit past the record.
+pub fn assert_record_held(s: &cpn_e2e::relay::Fixture, why: &str) -> Result<()> {
+    anyhow::ensure!(
+        cpn_e2e::read_all(&s.brokers, &s.dlq)?.is_empty(),
+        "{why} is an outage, not the record's fault: nothing may be dead-lettered"
+    );
+    let offsets = cpn_e2e::committed(&s.brokers, &s.group, &s.topic)?;
+    let at = offsets.get(&0).copied().unwrap_or(0);
+    anyhow::ensure!(
+        at == 0,
+        "the record is held: the group committed offset {at} past it"
+    );
+    Ok(())
+}
