@@ -1,4 +1,5 @@
-//! Per-target budget (rate limit, Retry-After for the whole target) and
+//! Per-target budget (rate limit, concurrent requests, Retry-After for the
+//! whole target) and
 //! Kafka-native fan-out with a per-relay filter.
 
 use std::collections::HashSet;
@@ -53,6 +54,70 @@ async fn the_rate_limit_holds_within_10_percent_over_10_seconds() -> Result<()> 
         (450..=550).contains(&in_window),
         "{in_window} requests in 10 s at 50/s"
     );
+    Ok(())
+}
+
+/// A receiver that answers 200 after 200 ms and remembers how many requests
+/// it held at once, and which GUIDs (`ETag`) it answered.
+#[derive(Default)]
+struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    max: std::sync::atomic::AtomicUsize,
+    etags: std::sync::Mutex<HashSet<String>>,
+}
+
+async fn counted(
+    axum::extract::State(g): axum::extract::State<std::sync::Arc<Gauge>>,
+    headers: axum::http::HeaderMap,
+) -> &'static str {
+    use std::sync::atomic::Ordering::SeqCst;
+    let n = g.now.fetch_add(1, SeqCst) + 1;
+    g.max.fetch_max(n, SeqCst);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    g.now.fetch_sub(1, SeqCst);
+    if let Some(e) = headers.get("etag").and_then(|v| v.to_str().ok()) {
+        g.etags
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(e.to_owned());
+    }
+    "ok"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrent_requests_caps_what_the_target_holds_at_once() -> Result<()> {
+    let Fixture { brokers, topic, .. } = fixture(3).await?;
+    let gauge = std::sync::Arc::new(Gauge::default());
+    let app = axum::Router::new()
+        .fallback(counted)
+        .with_state(gauge.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/crm", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut cfg = test_config(&brokers, &topic, &unique("g"), &url);
+    cfg.target.budget.max_concurrent_requests = 3;
+    let p = producer(&brokers)?;
+    let mut guids = HashSet::new();
+    // 24 chains: without the cap all 24 would be at the target at once.
+    for i in 0..24 {
+        let (g, b) = event("list-conc", i, 0);
+        produce(&p, &topic, &format!("list-conc:{i}"), Some(&g), &b).await?;
+        guids.insert(g);
+    }
+    let relay = RunningRelay::start(cfg)?;
+    wait_for("every event answered", WAIT, || async {
+        let got = gauge.etags.lock().unwrap_or_else(|p| p.into_inner());
+        guids.is_subset(&got).then_some(())
+    })
+    .await?;
+    relay.stop().await?;
+    server.abort();
+    let max = gauge.max.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        max <= 3,
+        "the target held {max} requests at once; the cap is 3"
+    );
+    assert!(max >= 2, "requests still overlap under the cap (max {max})");
     Ok(())
 }
 
