@@ -1,6 +1,5 @@
 //! Per-target budget (rate limit, concurrent requests, Retry-After for the
-//! whole target) and
-//! Kafka-native fan-out with a per-relay filter.
+//! whole target) and Kafka-native fan-out with a per-relay filter.
 
 use std::collections::HashSet;
 use std::time::Duration;
