@@ -35,7 +35,7 @@ use tracing::{error, info, warn};
 use crate::config::RelayConfig;
 use crate::delivery::{Record, SharedDeliverer};
 use crate::metrics::RelayMetrics;
-use crate::partition::{PartitionState, run_worker};
+use crate::partition::{PartitionState, delivering, run_worker};
 
 type Tp = (String, i32);
 
@@ -93,6 +93,8 @@ pub struct RelayContext {
     cancel: CancellationToken,
     revoke_deadline: Duration,
     readiness: Arc<Readiness>,
+    /// Cancelled when a delivery panics: the relay stops.
+    fatal: CancellationToken,
 }
 
 impl std::fmt::Debug for RelayContext {
@@ -118,8 +120,9 @@ impl RelayContext {
         let join = self.rt.spawn(run_worker(
             rx,
             state.clone(),
-            self.deliverer.clone(),
+            delivering(self.deliverer.clone()),
             cancel.clone(),
+            self.fatal.clone(),
         ));
         inner.workers.insert(
             tp,
@@ -399,6 +402,7 @@ pub fn create_consumer(
     metrics: RelayMetrics,
     cancel: CancellationToken,
     readiness: Arc<Readiness>,
+    fatal: CancellationToken,
 ) -> KafkaResult<BaseConsumer<RelayContext>> {
     let mut c = ClientConfig::new();
     // Pass-through first, so the settings below (which the guarantees rely
@@ -429,6 +433,7 @@ pub fn create_consumer(
         cancel,
         revoke_deadline: Duration::from_millis(config.shutdown.revoke_deadline_ms),
         readiness,
+        fatal,
     };
     let consumer: BaseConsumer<RelayContext> = c.create_with_context(ctx)?;
     consumer.subscribe(&[config.kafka.topic.as_str()])?;

@@ -82,6 +82,10 @@ pub enum RunError {
     /// The consumer thread panicked.
     #[error("the consumer thread failed")]
     ConsumerThread,
+    /// A delivery panicked (a bug). The relay drained and committed what was
+    /// finished; the record is redelivered on restart.
+    #[error("a delivery panicked; the relay stopped (see the error log)")]
+    DeliveryPanicked,
 }
 
 /// Runs a relay until `shutdown` resolves: then it stops fetching, finishes
@@ -95,6 +99,7 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
     let metrics = RelayMetrics::new();
     let readiness = Arc::new(Readiness::default());
     let stop = CancellationToken::new();
+    let fatal = CancellationToken::new();
     let dlq_topic = config.dlq_topic();
     let props: Vec<(String, String)> = config
         .kafka
@@ -155,6 +160,7 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
         // finish; workers are cancelled only when a settle deadline passes.
         CancellationToken::new(),
         readiness,
+        fatal.clone(),
     )?;
     let settings = ConsumerSettings {
         window: config.concurrency.max_in_flight_per_partition,
@@ -186,6 +192,10 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
             info!("shutdown requested");
             stop.cancel();
         }
+        _ = fatal.cancelled() => {
+            tracing::error!("stopping after a panicked delivery");
+            stop.cancel();
+        }
         _ = &mut done_rx => {
             stop.cancel();
             let _ = waiter.join();
@@ -196,9 +206,11 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
     let _ = waiter.join();
     let _ = dlq.flush(Duration::from_secs(5));
     info!("relay stopped");
-    if ok {
-        Ok(())
-    } else {
+    if !ok {
         Err(RunError::ConsumerThread)
+    } else if fatal.is_cancelled() {
+        Err(RunError::DeliveryPanicked)
+    } else {
+        Ok(())
     }
 }

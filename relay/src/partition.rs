@@ -14,12 +14,31 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Finished, Record, SharedDeliverer};
 use crate::watermark::OffsetWatermark;
+
+/// Takes one record to its end (`None`: cancelled first). The worker calls it
+/// once per record, in per-chain order; in the relay it is
+/// [`delivering`], and tests pass their own.
+pub type Process =
+    Arc<dyn Fn(Record, CancellationToken) -> BoxFuture<'static, Option<Finished>> + Send + Sync>;
+
+/// The relay's [`Process`]: [`crate::delivery::Deliverer::process`], counted
+/// in the in-flight gauge while it runs (aborted runs included).
+pub fn delivering(deliverer: SharedDeliverer) -> Process {
+    Arc::new(move |rec, cancel| {
+        let d = deliverer.clone();
+        Box::pin(async move {
+            let _gauge = InFlight::enter(&d.metrics.in_flight);
+            d.process(&rec, &cancel).await
+        })
+    })
+}
 
 /// What the consumer thread and the worker share about one partition.
 #[derive(Debug)]
@@ -49,12 +68,15 @@ impl PartitionState {
 }
 
 /// Runs the worker until the feed closes and every taken record is finished,
-/// or until `cancel` abandons the rest.
+/// or until `cancel` abandons the rest. A `process` that panics cancels
+/// `fatal`: its record is not finished, so the offset stops below it, and
+/// the relay stops (a bug must not pass for a slow partition).
 pub async fn run_worker(
     mut feed: mpsc::UnboundedReceiver<Record>,
     state: Arc<PartitionState>,
-    deliverer: SharedDeliverer,
+    process: Process,
     cancel: CancellationToken,
+    fatal: CancellationToken,
 ) {
     let mut watermark = OffsetWatermark::new();
     // Per chain: records waiting for the one in flight before them.
@@ -63,14 +85,10 @@ pub async fn run_worker(
     let mut accepting = true;
 
     let start = |running: &mut JoinSet<(u64, i64, Option<Finished>)>, rec: Record| {
-        let d = deliverer.clone();
-        let c = cancel.clone();
-        running.spawn(async move {
-            let _gauge = InFlight::enter(&d.metrics.in_flight);
-            let key = rec.key_hash();
-            let out = d.process(&rec, &c).await;
-            (key, rec.offset, out)
-        });
+        let key = rec.key_hash();
+        let offset = rec.offset;
+        let run = process(rec, cancel.clone());
+        running.spawn(async move { (key, offset, run.await) });
     };
 
     loop {
@@ -86,8 +104,10 @@ pub async fn run_worker(
                     Err(e) => {
                         // A panicked delivery is not finished: its offset stays
                         // uncommitted, so the record is redelivered. Its chain
-                        // stops here so later records of it do not overtake it.
-                        tracing::error!(error = %e, "delivery task failed; partition needs a restart to retry it");
+                        // stops here so later records of it do not overtake it,
+                        // and the relay stops rather than stall this partition.
+                        tracing::error!(error = %e, "a delivery panicked (a bug): stopping the relay; the record is not committed and will be redelivered");
+                        fatal.cancel();
                         continue;
                     }
                 };
@@ -164,5 +184,149 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+
+    type Log = Arc<Mutex<Vec<(u8, i64)>>>;
+
+    fn rec(offset: i64, chain: u8) -> Record {
+        Record {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            key: Some(vec![chain]),
+            value: None,
+            headers: None,
+            timestamp_ms: None,
+        }
+    }
+
+    /// Finishes each record after a delay that makes later offsets finish
+    /// sooner (a worker that let a chain's records overlap would log them out
+    /// of order); panics at `panic_at`; waits for cancellation at `hang_at`.
+    fn recorder(log: Log, panic_at: Option<i64>, hang_at: Option<i64>) -> Process {
+        Arc::new(move |rec: Record, cancel: CancellationToken| {
+            let log = log.clone();
+            Box::pin(async move {
+                assert_ne!(Some(rec.offset), panic_at, "injected panic");
+                if Some(rec.offset) == hang_at {
+                    cancel.cancelled().await;
+                    return None;
+                }
+                let ms = u64::try_from(40 - rec.offset.min(40)).unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let chain = rec.key.as_ref().map_or(0, |k| k[0]);
+                log.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((chain, rec.offset));
+                Some(Finished::Delivered)
+            })
+        })
+    }
+
+    /// Feeds `offsets` (chain = offset % `chains`) to a worker, closes the
+    /// feed, and returns the worker's join handle and shared state.
+    fn start(
+        count: i64,
+        chains: i64,
+        process: Process,
+        cancel: &CancellationToken,
+        fatal: &CancellationToken,
+    ) -> (tokio::task::JoinHandle<()>, Arc<PartitionState>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = Arc::new(PartitionState::default());
+        for o in 0..count {
+            state.taken.fetch_add(1, Ordering::AcqRel);
+            let chain = u8::try_from(o % chains).unwrap_or(0);
+            tx.send(rec(o, chain))
+                .unwrap_or_else(|_| panic!("worker gone"));
+        }
+        drop(tx);
+        let join = tokio::spawn(run_worker(
+            rx,
+            state.clone(),
+            process,
+            cancel.clone(),
+            fatal.clone(),
+        ));
+        (join, state)
+    }
+
+    fn per_chain(log: &Log) -> HashMap<u8, Vec<i64>> {
+        let mut m: HashMap<u8, Vec<i64>> = HashMap::new();
+        for (c, o) in log.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            m.entry(*c).or_default().push(*o);
+        }
+        m
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_chain_finishes_in_offset_order_and_the_position_passes_all() {
+        let log = Log::default();
+        let (cancel, fatal) = (CancellationToken::new(), CancellationToken::new());
+        let (join, state) = start(30, 3, recorder(log.clone(), None, None), &cancel, &fatal);
+        join.await
+            .expect("worker ends when the feed is closed and all finished");
+        let chains = per_chain(&log);
+        assert_eq!(chains.len(), 3);
+        for (c, offsets) in &chains {
+            let want: Vec<i64> = (0..30).filter(|o| o % 3 == i64::from(*c)).collect();
+            assert_eq!(offsets, &want, "chain {c} in offset order, none lost");
+        }
+        assert_eq!(state.position(), Some(30));
+        assert_eq!(state.taken.load(Ordering::Acquire), 0);
+        assert!(!fatal.is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicked_delivery_holds_its_chain_and_the_offset_and_is_fatal() {
+        let log = Log::default();
+        let (cancel, fatal) = (CancellationToken::new(), CancellationToken::new());
+        let (join, state) = start(10, 2, recorder(log.clone(), Some(4), None), &cancel, &fatal);
+        join.await.expect("worker ends");
+        assert!(fatal.is_cancelled(), "a panic stops the relay");
+        let chains = per_chain(&log);
+        assert_eq!(
+            chains[&0],
+            vec![0, 2],
+            "chain 0 stops at the panicked record"
+        );
+        assert_eq!(chains[&1], vec![1, 3, 5, 7, 9], "other chains go on");
+        assert_eq!(
+            state.position(),
+            Some(4),
+            "nothing at or past offset 4 committed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_abandons_the_unfinished_without_passing_them() {
+        let log = Log::default();
+        let (cancel, fatal) = (CancellationToken::new(), CancellationToken::new());
+        let (join, state) = start(10, 2, recorder(log.clone(), None, Some(2)), &cancel, &fatal);
+        // Chain 1 finishes by itself; chain 0 hangs at offset 2 until cancelled.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(per_chain(&log)[&1], vec![1, 3, 5, 7, 9]);
+        assert_eq!(state.position(), Some(2));
+        cancel.cancel();
+        join.await.expect("worker ends on cancel");
+        assert_eq!(
+            per_chain(&log)[&0],
+            vec![0],
+            "later records of chain 0 never went out"
+        );
+        assert_eq!(
+            state.position(),
+            Some(2),
+            "the abandoned record is not passed"
+        );
+        assert!(!fatal.is_cancelled());
     }
 }
