@@ -8,7 +8,7 @@
 //! header values, librdkafka passwords) never appear in `Debug` output or in
 //! [`RelayConfig::to_redacted_toml`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -741,6 +741,12 @@ fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Vec<Con
     let Ok(toml::Value::Table(defaults)) = toml::Value::try_from(RelayConfig::default()) else {
         return problems;
     };
+    // Options without a default value still take env.
+    let extra = [
+        ("CPN_KAFKA_DLQ_TOPIC", ("kafka", "dlq_topic")),
+        ("CPN_OBSERVABILITY_RELAY_ID", ("observability", "relay_id")),
+    ];
+    let mut known: BTreeSet<String> = extra.iter().map(|(v, _)| (*v).to_owned()).collect();
     for (section, keys) in &defaults {
         let toml::Value::Table(keys) = keys else {
             continue;
@@ -754,6 +760,7 @@ fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Vec<Con
                 section.to_ascii_uppercase(),
                 key.to_ascii_uppercase()
             );
+            known.insert(var.clone());
             let Some(raw) = env.get(&var) else { continue };
             let value = match default {
                 toml::Value::Array(_) => toml::Value::Array(
@@ -781,11 +788,7 @@ fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Vec<Con
             }
         }
     }
-    // Options without a default value still take env.
-    for (var, path) in [
-        ("CPN_KAFKA_DLQ_TOPIC", ("kafka", "dlq_topic")),
-        ("CPN_OBSERVABILITY_RELAY_ID", ("observability", "relay_id")),
-    ] {
+    for (var, path) in extra {
         if let Some(raw) = env.get(var) {
             let sect = table
                 .entry(path.0.to_owned())
@@ -795,8 +798,39 @@ fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Vec<Con
             }
         }
     }
+    // A variable named like a setting of a section but matching none (a
+    // typo, or a table such as target.tls that env cannot set) is an error,
+    // as an unknown key in the file is. Other CPN_ variables belong to the
+    // other cpn tools and flags.
+    let prefixes: Vec<String> = defaults
+        .keys()
+        .map(|section| format!("CPN_{}_", section.to_ascii_uppercase()))
+        .collect();
+    for var in env.keys() {
+        if prefixes.iter().any(|p| var.starts_with(p.as_str()))
+            && !known.contains(var)
+            && !ENV_OF_OTHER_TOOLS.contains(&var.as_str())
+        {
+            problems.push(ConfigProblem {
+                path: var.clone(),
+                problem: "is not a setting: env sets CPN_<SECTION>_<KEY> for the plain keys of \
+                          a section (see relay.example.toml); tables such as target.tls, \
+                          target.headers or kafka.properties are set in the file or by flags"
+                    .into(),
+            });
+        }
+    }
     problems
 }
+
+/// `CPN_` variables shaped like relay settings that cpn-producer reads (its
+/// `-X`, `serve --retry-after-secs` and `--shutdown-timeout-ms`), so the
+/// relay leaves them alone (`tests/tests/env_vars.rs` checks the list).
+pub const ENV_OF_OTHER_TOOLS: &[&str] = &[
+    "CPN_KAFKA_PROPERTIES",
+    "CPN_RETRY_AFTER_SECS",
+    "CPN_SHUTDOWN_TIMEOUT_MS",
+];
 
 #[cfg(test)]
 mod tests {
@@ -964,6 +998,35 @@ mod tests {
         );
         assert!(
             p.iter().any(|p| p.contains("CPN_RETRY_MAX_ATTEMPTS")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_setting_variables_are_named_and_other_tools_variables_left_alone() {
+        let p = problems(
+            load(
+                "[target]\nurl=\"http://x/\"\n",
+                &[
+                    ("CPN_RETRY_MAX_ATTEMPT", "3"),
+                    ("CPN_TARGET_TLS_CA_FILE", "/ca.pem"),
+                    ("CPN_RETRY_MAX_ATTEMPTS", "3"),
+                    ("CPN_KAFKA_PROPERTIES", "a=b"),
+                    ("CPN_RETRY_AFTER_SECS", "2"),
+                    ("CPN_SHUTDOWN_TIMEOUT_MS", "100"),
+                    ("CPN_BROKERS", "h:1"),
+                ],
+                Overrides::default(),
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].starts_with("CPN_RETRY_MAX_ATTEMPT: is not a setting"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].starts_with("CPN_TARGET_TLS_CA_FILE: is not a setting"),
             "{p:?}"
         );
     }
