@@ -476,6 +476,27 @@ impl RelayConfig {
         problems
     }
 
+    /// Settings that are valid but weaken a guarantee, each with its key
+    /// path: `check-config` prints them and `run` logs them at WARN.
+    pub fn warnings(&self) -> Vec<ConfigProblem> {
+        let mut w = vec![];
+        let (attempts, threshold) = (self.retry.max_attempts, self.circuit.failure_threshold);
+        if attempts < threshold {
+            // A record is charged for each retryable failure until the
+            // circuit opens; with fewer attempts than the threshold, an outage
+            // can exhaust the first records before it does (invariant 5).
+            w.push(ConfigProblem {
+                path: "retry.max_attempts".into(),
+                problem: format!(
+                    "{attempts} is below circuit.failure_threshold ({threshold}): when the \
+                     target goes down, records can be dead-lettered as retries_exhausted \
+                     before the circuit opens; keep max_attempts at least failure_threshold"
+                ),
+            });
+        }
+        w
+    }
+
     /// Every problem of this configuration, each with its key path.
     pub fn validate(&self) -> Vec<ConfigProblem> {
         let mut p = vec![];
@@ -1029,6 +1050,25 @@ mod tests {
             p[1].starts_with("CPN_TARGET_TLS_CA_FILE: is not a setting"),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn fewer_attempts_than_the_circuit_threshold_is_a_warning_not_an_error() {
+        assert!(RelayConfig::default().warnings().is_empty());
+        let mut c = RelayConfig::default();
+        c.target.url = "http://x/".into();
+        c.retry.max_attempts = 3;
+        assert!(c.validate().is_empty(), "still valid");
+        let w = c.warnings();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].path, "retry.max_attempts");
+        assert!(
+            w[0].problem.contains("circuit.failure_threshold (5)"),
+            "{}",
+            w[0]
+        );
+        c.circuit.failure_threshold = 3;
+        assert!(c.warnings().is_empty());
     }
 
     #[test]

@@ -148,6 +148,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => {
             let config = args.load().context("loading relay config")?;
             init_logging(config.observability.json_logs);
+            for w in config.warnings() {
+                tracing::warn!("config: {w}");
+            }
             cpn_relay::run(config, shutdown_signal())
                 .await
                 .context("relay")?;
@@ -155,6 +158,9 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {
+                for w in config.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "# configuration is valid (secrets redacted)\n{}",
                     config.to_redacted_toml()
