@@ -9,6 +9,9 @@
 //! `cpn_relay_attempts_total{class="connect_error"}`), holds the record and
 //! dead-letters nothing.
 //!
+//! With `from_env = true` the relay binary takes `HTTPS_PROXY` and
+//! `NO_PROXY` from its environment (the test sets them on the child only).
+//!
 //! Without tinyproxy these tests fail and say to run `deploy/setup`; they
 //! never skip.
 
@@ -317,6 +320,99 @@ async fn no_proxy_hosts_are_reached_directly() -> Result<()> {
         proxy.connects_to(server.port()),
         0,
         "the proxy was bypassed: {}",
+        proxy.log()
+    );
+    Ok(())
+}
+
+/// Runs the relay binary for `s` and `server` with `[target.proxy]
+/// from_env = true`, the proxy variables of this process removed and `env`
+/// set; returns once `server` received the event produced.
+async fn deliver_with_proxy_env(
+    s: &Fixture,
+    server: &HttpsServer,
+    pki: &Pki,
+    env: &[(&str, String)],
+) -> Result<()> {
+    let file = pki.path("from-env.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[target.tls]\nca_file = {ca:?}\n[target.proxy]\nfrom_env = true\n",
+            ca = pki.ca_file()
+        ),
+    )?;
+    let mut cmd = tokio::process::Command::new(cpn_e2e::bin_path("cpn-relay")?);
+    cmd.args([
+        "run",
+        "-c",
+        &file,
+        "--brokers",
+        &s.brokers,
+        "--topic",
+        &s.topic,
+    ])
+    .args(["--group", &s.group, "--dlq-topic", &s.dlq])
+    .args(["--target-url", &server.url(), "--metrics-listen", "off"])
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null())
+    .kill_on_drop(true);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CPN_") || k.to_ascii_lowercase().ends_with("_proxy") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut relay = cmd.spawn().context("spawning cpn-relay")?;
+    let (guid, body) = event("list-px-env", 3, 0);
+    produce(
+        &producer(&s.brokers)?,
+        &s.topic,
+        "list-px-env:3",
+        Some(&guid),
+        &body,
+    )
+    .await?;
+    let got = wait_for("the event at the HTTPS target", WAIT, || async {
+        server
+            .received()
+            .into_iter()
+            .find(|r| r.etag.as_deref() == Some(guid.as_str()))
+    })
+    .await;
+    let _ = relay.start_kill();
+    let _ = relay.wait().await;
+    got.map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_env_takes_https_proxy_and_no_proxy_from_the_environment() -> Result<()> {
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(&pki, Options::default()).await?;
+    let proxy = Tinyproxy::start(server.port(), None).await?;
+
+    let s = fixture(1).await?;
+    deliver_with_proxy_env(&s, &server, &pki, &[("HTTPS_PROXY", proxy.url())]).await?;
+    let tunnels = proxy.tunnels_to(server.port());
+    assert!(tunnels >= 1, "HTTPS_PROXY was used: {}", proxy.log());
+
+    let s = fixture(1).await?;
+    deliver_with_proxy_env(
+        &s,
+        &server,
+        &pki,
+        &[
+            ("HTTPS_PROXY", proxy.url()),
+            ("NO_PROXY", "127.0.0.1".to_owned()),
+        ],
+    )
+    .await?;
+    assert_eq!(
+        proxy.tunnels_to(server.port()),
+        tunnels,
+        "NO_PROXY=127.0.0.1 sends the target directly: {}",
         proxy.log()
     );
     Ok(())
