@@ -87,13 +87,22 @@ fn validate_rejects_each_invalid_sample_naming_the_field() {
         ("call-result-is-a-float", "GSW_CALL_RESULT"),
         ("chain-id-is-a-string", "GSW_CHAIN_ID"),
         ("duplicate-key", "GSW_CHAIN_ID"),
+        ("mandatory-field-null", "GSW_CAMPAIGN_NAME"),
         ("missing-chain-id", "GSW_CHAIN_ID"),
         ("not-json", "(root)"),
+        ("timestamp-as-number", "GSW_START_PROCESSING"),
         ("timestamp-without-millis", "GSW_TIMESTAMP"),
         ("unknown-media-type", "GSW_CONTACT_MEDIA_TYPE"),
+        ("user-field-is-a-number", "Other1"),
         ("wrong-gsw-message", "GSW_MESSAGE"),
     ];
-    for f in examples("invalid") {
+    let samples = examples("invalid");
+    assert_eq!(
+        samples.len(),
+        expected.len(),
+        "every invalid sample has its field here"
+    );
+    for f in samples {
         let out = validate(&one_line(&f), &[]);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let name = f.file_stem().unwrap().to_string_lossy().into_owned();
@@ -106,12 +115,14 @@ fn validate_rejects_each_invalid_sample_naming_the_field() {
                 "{name}: not `line N: FIELD: problem`: {line}"
             );
         }
-        if let Some((_, field)) = expected.iter().find(|(n, _)| *n == name) {
-            assert!(
-                stdout.contains(&format!("line 1: {field}: ")),
-                "{name}: {stdout}"
-            );
-        }
+        let (_, field) = expected
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{name}: no expected field listed"));
+        assert!(
+            stdout.contains(&format!("line 1: {field}: ")),
+            "{name}: {stdout}"
+        );
     }
 }
 
