@@ -167,6 +167,39 @@ async fn ocs_post_is_acknowledged_with_where_kafka_stored_it_and_resends_are_acc
     Ok(())
 }
 
+/// POSTs `chunks` with `Transfer-Encoding: chunked` (no `Content-Length`)
+/// over a raw connection and returns the response's status line.
+async fn post_chunked(url: &str, chunks: &[&[u8]]) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let parsed = reqwest::Url::parse(url)?;
+    let addr = format!(
+        "{}:{}",
+        parsed.host_str().context("host")?,
+        parsed.port().context("port")?
+    );
+    let mut conn = tokio::net::TcpStream::connect(&addr).await?;
+    let mut req = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        parsed.path()
+    )
+    .into_bytes();
+    for c in chunks {
+        req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend_from_slice(c);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    // The server may answer and close before it has read everything.
+    let _ = conn.write_all(&req).await;
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut reply))
+        .await
+        .context("no reply within 10 s")??;
+    let text = String::from_utf8_lossy(&reply);
+    Ok(text.lines().next().unwrap_or_default().to_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_400_413_415_store_nothing() -> Result<()> {
     let brokers = broker()?;
@@ -225,6 +258,14 @@ async fn refusals_400_413_415_store_nothing() -> Result<()> {
     let (status, _, reply) = post_as_ocs(&client, &url, &serde_json::to_vec(&big)?).await?;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{reply}");
     assert_eq!(reply["problems"][0]["field"], "(body)");
+
+    // 413 also without a Content-Length: a chunked body is counted as it
+    // streams in and refused once it passes the limit.
+    let status_line = post_chunked(&url, &[&[b' '; 2000][..]; 3]).await?;
+    assert!(
+        status_line.starts_with("HTTP/1.1 413"),
+        "chunked 6000 bytes over a 4096 limit: {status_line}"
+    );
 
     // 415: not JSON, or no content type at all.
     for ct in [
