@@ -540,10 +540,28 @@ async fn replay_after_the_fix_delivers_the_same_guids_once() -> Result<()> {
         "dry run recorded no progress"
     );
 
-    // The target is fixed; replay the rejected ones.
+    // The target is fixed; replay the rejected ones: one with --limit 1, then
+    // the rest (progress picks up after the one replayed).
     w.crm.set_behavior(Behavior::status(200))?;
+    let first = ok(
+        b,
+        &[
+            "replay",
+            "--topic",
+            d,
+            "--reason",
+            "http_rejected",
+            "--limit",
+            "1",
+        ],
+    )
+    .await?;
+    assert!(
+        first.stdout.contains("replayed 1,") && first.stdout.contains("stopped at --limit"),
+        "{first:?}"
+    );
     let run = ok(b, &["replay", "--topic", d, "--reason", "http_rejected"]).await?;
-    assert!(run.stdout.contains("replayed 3,"), "{run:?}");
+    assert!(run.stdout.contains("replayed 2,"), "{run:?}");
 
     // Back in the original topic: same key and value bytes, original headers
     // kept, diagnostics dropped, replay headers added.
