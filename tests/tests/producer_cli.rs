@@ -235,6 +235,82 @@ async fn interrupt_stops_reading_and_reports_exactly_what_kafka_acknowledged() -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_waits_for_events_still_in_flight_and_counts_them() -> Result<()> {
+    use std::io::BufRead;
+    let brokers = broker()?;
+    let topic = unique("cli-interrupt-inflight");
+    create_topic(&brokers, &topic, 1).await?;
+    // A 3 s linger keeps every event handed to Kafka unacknowledged for a
+    // while: the interrupt below arrives while all 20 are in flight.
+    let mut child = Command::new(producer_bin()?)
+        .args([
+            "publish",
+            "-b",
+            &brokers,
+            "-t",
+            &topic,
+            "--linger-ms",
+            "3000",
+        ])
+        .env("RUST_LOG", "warn,cpn_producer=debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut stdin = child.stdin.take().context("stdin")?;
+    let stderr = child.stderr.take().context("stderr")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    stdin.write_all(&ndjson(&valid_lines("cli-inflight", 20)))?;
+    stdin.flush()?;
+    // Wait until the tool says it handed all 20 to Kafka (stdin stays open).
+    let mut said = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while said
+        .iter()
+        .filter(|l: &&String| l.contains("event handed to kafka"))
+        .count()
+        < 20
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        said.push(
+            rx.recv_timeout(left)
+                .with_context(|| format!("{said:#?}"))?,
+        );
+    }
+    let in_kafka: i64 = end_offsets(&brokers, &topic)?.values().sum();
+    let status = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()?;
+    ensure!(status.success(), "kill -INT failed");
+    let out = wait_output(child, Duration::from_secs(60))?;
+    drop(stdin);
+    said.extend(rx.try_iter());
+    let stderr = said.join("\n");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("published 20, rejected 0, failed 0"),
+        "every in-flight event was waited for and counted: {stderr}"
+    );
+    assert_eq!(read_all(&brokers, &topic)?.len(), 20);
+    assert!(
+        in_kafka < 20,
+        "not vacuous: events were still in flight at the interrupt ({in_kafka} in Kafka)"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_publishes_exactly_what_it_would_print_for_the_same_seed() -> Result<()> {
     let brokers = broker()?;
     let topic = unique("cli-generate");
