@@ -1,7 +1,7 @@
-//! Faults: a target outage, SIGKILL mid-flight, a relay leaving its group,
-//! SIGTERM. Each checks that nothing is lost, and that duplicates stay
-//! within the documented bound (only records at or past the committed
-//! offset are ever redelivered).
+//! Faults: a target outage (refused, 5xx), SIGKILL mid-flight, a relay
+//! leaving its group, SIGTERM, a second SIGTERM. Each checks that nothing is
+//! lost, and that duplicates stay within the documented bound (only records
+//! at or past the committed offset are ever redelivered).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -275,6 +275,71 @@ async fn sigterm_drains_and_commits_so_a_restart_sends_no_duplicates() -> Result
         "a graceful stop redelivers nothing: {} duplicates",
         dups.len()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_exits_at_once_and_loses_nothing() -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let f = fixture(1).await?;
+    // Every request hangs for 60 s: a first SIGTERM would wait out the
+    // 60 s shutdown deadline for them.
+    let crm = mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_secs(60))))
+        .await?;
+    let sent = publish(&f.brokers, &f.topic, "list-2sig", 5, 2).await?;
+    let mut relay = Command::new(bin_path("cpn-relay")?)
+        .args(["run", "--brokers", &f.brokers, "--topic", &f.topic])
+        .args(["--group", &f.group, "--target-url", &crm.url()])
+        .args(["--metrics-listen", "off"])
+        .env("CPN_SHUTDOWN_DEADLINE_MS", "60000")
+        .env("CPN_COMMIT_INTERVAL_MS", "200")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawning cpn-relay")?;
+    // Read the whole log (a full pipe would block the relay), and say when
+    // the first signal was taken.
+    let mut log = BufReader::new(relay.stderr.take().context("stderr")?).lines();
+    let (taken_tx, taken_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut taken = Some(taken_tx);
+        while let Ok(Some(line)) = log.next_line().await {
+            if line.contains("shutdown requested")
+                && let Some(tx) = taken.take()
+            {
+                let _ = tx.send(());
+            }
+        }
+    });
+    wait_for("5 requests hanging at the CRM", WAIT, || async {
+        (crm.received_count() >= 5).then_some(())
+    })
+    .await?;
+    sigterm(&relay)?;
+    tokio::time::timeout(WAIT, taken_rx)
+        .await
+        .context("no 'shutdown requested' in the relay's log")?
+        .context("the relay's log ended before 'shutdown requested'")?;
+    assert!(
+        relay.try_wait()?.is_none(),
+        "still draining after one signal"
+    );
+    sigterm(&relay)?;
+    let status = tokio::time::timeout(Duration::from_secs(20), relay.wait())
+        .await
+        .context("a second SIGTERM must end the relay at once, not after the deadline")??;
+    assert_eq!(status.code(), Some(130), "{status}");
+    // Nothing was finished, so nothing is committed past a record...
+    let c = committed(&f.brokers, &f.group, &f.topic)?;
+    assert!(c.values().all(|o| *o == 0), "committed {c:?}");
+    // ... and a restart delivers every event.
+    crm.set_behavior(Behavior::status(200))?;
+    let mut again = spawn_relay(&f.brokers, &f.topic, &f.group, &crm.url())?;
+    wait_all_delivered(&crm, &sent).await?;
+    sigterm(&again)?;
+    tokio::time::timeout(WAIT, again.wait()).await??;
     Ok(())
 }
 
