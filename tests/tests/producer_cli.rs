@@ -193,18 +193,41 @@ fn publish_with_broker_down_exits_nonzero_and_reports_nothing_published() -> Res
     Ok(())
 }
 
+/// `cpn-producer publish -b BROKERS -t TOPIC EXTRA…` reading a piped stdin,
+/// with `RUST_LOG=rust_log` and stdout and stderr piped.
+fn spawn_publish(
+    brokers: &str,
+    topic: &str,
+    extra: &[&str],
+    rust_log: &str,
+) -> Result<std::process::Child> {
+    Command::new(producer_bin()?)
+        .args(["publish", "-b", brokers, "-t", topic])
+        .args(extra)
+        .env("RUST_LOG", rust_log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning cpn-producer publish")
+}
+
+/// Sends `child` the signal `sig` (`INT`: Ctrl-C, as a terminal sends it).
+fn signal(child: &std::process::Child, sig: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()?;
+    ensure!(status.success(), "kill -{sig} failed");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupt_stops_reading_and_reports_exactly_what_kafka_acknowledged() -> Result<()> {
     let brokers = broker()?;
     let topic = unique("cli-interrupt");
     create_topic(&brokers, &topic, 1).await?;
-    let mut child = Command::new(producer_bin()?)
-        .args(["publish", "-b", &brokers, "-t", &topic])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = spawn_publish(&brokers, &topic, &[], "warn")?;
     // 25 lines, then stdin stays open: the command would wait for more.
     let mut stdin = child.stdin.take().context("stdin")?;
     stdin.write_all(&ndjson(&valid_lines("cli-interrupt", 25)))?;
@@ -216,11 +239,7 @@ async fn interrupt_stops_reading_and_reports_exactly_what_kafka_acknowledged() -
         async move { ends.filter(|e| e.values().sum::<i64>() == 25).map(|_| ()) }
     })
     .await?;
-    let status = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status()?;
-    ensure!(status.success(), "kill -INT failed");
+    signal(&child, "INT")?;
     let out = wait_output(child, Duration::from_secs(60))?;
     drop(stdin);
     let stderr = text(&out.stderr);
@@ -242,21 +261,12 @@ async fn interrupt_waits_for_events_still_in_flight_and_counts_them() -> Result<
     create_topic(&brokers, &topic, 1).await?;
     // A 3 s linger keeps every event handed to Kafka unacknowledged for a
     // while: the interrupt below arrives while all 20 are in flight.
-    let mut child = Command::new(producer_bin()?)
-        .args([
-            "publish",
-            "-b",
-            &brokers,
-            "-t",
-            &topic,
-            "--linger-ms",
-            "3000",
-        ])
-        .env("RUST_LOG", "warn,cpn_producer=debug")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let mut child = spawn_publish(
+        &brokers,
+        &topic,
+        &["--linger-ms", "3000"],
+        "warn,cpn_producer=debug",
+    )?;
     let mut stdin = child.stdin.take().context("stdin")?;
     let stderr = child.stderr.take().context("stderr")?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -288,11 +298,7 @@ async fn interrupt_waits_for_events_still_in_flight_and_counts_them() -> Result<
         );
     }
     let in_kafka: i64 = end_offsets(&brokers, &topic)?.values().sum();
-    let status = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status()?;
-    ensure!(status.success(), "kill -INT failed");
+    signal(&child, "INT")?;
     let out = wait_output(child, Duration::from_secs(60))?;
     drop(stdin);
     said.extend(rx.try_iter());
@@ -389,11 +395,7 @@ async fn serve_binary_accepts_an_event_and_stops_cleanly_on_sigterm() -> Result<
         .send()
         .await?;
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()?;
-    ensure!(status.success(), "kill -TERM failed");
+    signal(&child, "TERM")?;
     let out = wait_output(child, Duration::from_secs(60))?;
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
