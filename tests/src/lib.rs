@@ -388,4 +388,6 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Result<std::collections::BTree
     Ok(out)
 }
 
+pub mod broker;
+pub mod ledger;
 pub mod relay;

@@ -3,101 +3,19 @@
 //! lost, and that duplicates stay within the documented bound (only records
 //! at or past the committed offset are ever redelivered).
 
-use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use cpn_e2e::ledger::{
+    Sent, WAIT, delivered, free_port, metric, publish, sigterm, spawn_relay, wait_all_delivered,
+};
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
 use cpn_e2e::{
     bin_path, broker, committed, create_topic, event, produce, producer, read_all, unique, wait_for,
 };
 use cpn_relay::mockcrm::{Behavior, Latency, MockCrm, RetryAfter};
 use tokio::process::{Child, Command};
-
-const WAIT: Duration = Duration::from_secs(120);
-
-struct Sent {
-    /// guid → (partition, offset)
-    at: HashMap<String, (i32, i64)>,
-}
-
-/// Publishes `per_chain` rounds of one event per chain; each round waits for
-/// its acks, so every chain's events are in offset order.
-async fn publish(
-    brokers: &str,
-    topic: &str,
-    list: &str,
-    chains: i64,
-    per_chain: i64,
-) -> Result<Sent> {
-    let p = producer(brokers)?;
-    let mut at = HashMap::new();
-    for n in 0..per_chain {
-        let batch: Vec<_> = (0..chains)
-            .map(|c| {
-                let (g, b) = event(list, c, n);
-                (format!("{list}:{c}"), g, b)
-            })
-            .collect();
-        let sends = batch
-            .iter()
-            .map(|(k, g, b)| produce(&p, topic, k, Some(g), b));
-        let results = futures::future::join_all(sends).await;
-        for ((_, g, _), r) in batch.iter().zip(results) {
-            at.insert(g.clone(), r?);
-        }
-    }
-    Ok(Sent { at })
-}
-
-fn delivered(crm: &MockCrm) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in crm.received() {
-        if r.status_sent == 200
-            && let Some(g) = r.etag
-        {
-            *m.entry(g).or_insert(0) += 1;
-        }
-    }
-    m
-}
-
-async fn wait_all_delivered(crm: &MockCrm, sent: &Sent) -> Result<()> {
-    let want = sent.at.len();
-    wait_for(&format!("all {want} events delivered"), WAIT, || async {
-        let d = delivered(crm);
-        sent.at.keys().all(|g| d.contains_key(g)).then_some(())
-    })
-    .await
-}
-
-fn spawn_relay(brokers: &str, topic: &str, group: &str, url: &str) -> Result<Child> {
-    let child = Command::new(bin_path("cpn-relay")?)
-        .args([
-            "run",
-            "--brokers",
-            brokers,
-            "--topic",
-            topic,
-            "--group",
-            group,
-            "--target-url",
-            url,
-        ])
-        .args(["--metrics-listen", "off"])
-        .env("CPN_RETRY_INITIAL_DELAY_MS", "20")
-        .env("CPN_RETRY_MAX_DELAY_MS", "200")
-        .env("CPN_COMMIT_INTERVAL_MS", "200")
-        .env("CPN_CONCURRENCY_MAX_IN_FLIGHT_PER_PARTITION", "64")
-        .env("CPN_KAFKA_SESSION_TIMEOUT_MS", "6000")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("spawning cpn-relay")?;
-    Ok(child)
-}
 
 /// A fixture with `chains` x `per_chain` events, a 20 ms CRM and the relay
 /// binary running, returned once `min_delivered` events were delivered.
@@ -121,15 +39,6 @@ async fn mid_flight(
     )
     .await?;
     Ok((f, crm, sent, relay))
-}
-
-fn sigterm(child: &Child) -> Result<()> {
-    let pid = child.id().context("relay already exited")?;
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    anyhow::ensure!(st.success(), "kill -TERM failed");
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,23 +252,9 @@ async fn a_second_sigterm_exits_at_once_and_loses_nothing() -> Result<()> {
     Ok(())
 }
 
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 async fn assigned_partitions(port: u16) -> Option<i64> {
-    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+    metric(port, "cpn_relay_assigned_partitions")
         .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find(|l| l.starts_with("cpn_relay_assigned_partitions "))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
         .map(|v| v as i64)
 }
 

@@ -1,0 +1,122 @@
+//! A private Kafka broker for a test that kills or restarts it: the shared
+//! test broker must never go down under the other tests.
+//!
+//! Started with the project's own `deploy/kafka/kafka-local` on free ports,
+//! with its own data and run folders (removed on drop, the broker stopped).
+//! Starting fails loudly: a test that needs it never skips.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+/// A broker of this test's own.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    port: u16,
+    dir: PathBuf,
+}
+
+fn kafka_local() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kafka/kafka-local")
+}
+
+/// Two consecutive free loopback ports (client, controller).
+fn free_port_pair() -> Result<u16> {
+    for _ in 0..50 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a probe port")?;
+        let p = l.local_addr()?.port();
+        drop(l);
+        if p < 65_000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return Ok(p);
+        }
+    }
+    bail!("no two consecutive free loopback ports found")
+}
+
+impl PrivateBroker {
+    /// Starts a fresh single-node broker and waits until it answers.
+    ///
+    /// # Errors
+    /// kafka-local failed (its output is in the error).
+    pub fn start() -> Result<Self> {
+        let port = free_port_pair()?;
+        let dir = std::env::temp_dir().join(crate::unique("cpn-broker"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let b = PrivateBroker { port, dir };
+        b.run("start")?;
+        Ok(b)
+    }
+
+    /// Its bootstrap address.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn command(&self, verb: &str) -> Command {
+        let mut c = Command::new(kafka_local());
+        c.arg(verb)
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", (self.port + 1).to_string())
+            .env("KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m")
+            .env("CPN_KAFKA_DATA", self.dir.join("data"))
+            .env("CPN_KAFKA_RUN", self.dir.join("run"));
+        c
+    }
+
+    fn run(&self, verb: &str) -> Result<()> {
+        let out = self
+            .command(verb)
+            .output()
+            .with_context(|| format!("running kafka-local {verb}"))?;
+        if !out.status.success() {
+            bail!(
+                "kafka-local {verb} on port {} failed ({}):\n{}{}",
+                self.port,
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs the broker (no clean shutdown) and waits until it is gone.
+    ///
+    /// # Errors
+    /// It was not running.
+    pub fn kill(&self) -> Result<()> {
+        let pid_file = self
+            .dir
+            .join("run")
+            .join(format!("kafka-{}.pid", self.port));
+        let pid = std::fs::read_to_string(&pid_file)
+            .with_context(|| format!("reading {}", pid_file.display()))?;
+        let pid = pid.trim().to_owned();
+        let st = Command::new("kill").args(["-KILL", &pid]).status()?;
+        anyhow::ensure!(st.success(), "kill -KILL {pid} failed");
+        for _ in 0..100 {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        bail!("broker {pid} still alive 10 s after SIGKILL")
+    }
+
+    /// Starts it again on the same data.
+    ///
+    /// # Errors
+    /// kafka-local failed.
+    pub fn restart(&self) -> Result<()> {
+        self.run("start")
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.command("stop").output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
