@@ -22,9 +22,24 @@
 //!   So an outage of any length sends nothing to the dead-letter topic,
 //!   whatever `max_attempts` is.
 //!
+//! - **The target rejecting the relay** (DESIGN invariant 5, second half):
+//!   non-retryable answers (4xx, 3xx) of one status class, `rejection_threshold`
+//!   in a row from at least `rejection_min_distinct_keys` chains with no
+//!   success in between, are the target refusing *the relay* (a wrong URL, a
+//!   revoked key, a missing client certificate, a WAF page), not bad records.
+//!   The circuit opens *rejecting*: the record that tripped it and every later
+//!   one are held, not dead-lettered, and probes go out as in an outage. Only
+//!   a success closes a rejecting circuit. Records dead-lettered before it
+//!   trips are at most `rejection_threshold - 1`. A probe that is rejected
+//!   again lets another chain probe first next time, so one bad record cannot
+//!   hold the circuit open by always being the probe.
+//!
 //! What this cannot tell apart: one single chain whose every attempt fails
 //! with 5xx or timeouts while no other chain is in flight. It looks like a
-//! poison record and is charged as one (connect errors never are).
+//! poison record and is charged as one (connect errors never are). And a run
+//! of `rejection_threshold` genuinely bad records across chains with no good
+//! one between them looks like a rejecting target: they are held until a
+//! probe succeeds, then dead-lettered in runs shorter than the threshold.
 //!
 //! Pure: the caller passes the time in; `relay::delivery` is the edge.
 
@@ -42,6 +57,11 @@ pub struct CircuitConfig {
     pub open_initial: Duration,
     /// The longest it stays open between probes.
     pub open_max: Duration,
+    /// Consecutive non-retryable answers of one status class that mean the
+    /// target rejects the relay; 0 turns the guard off.
+    pub rejection_threshold: u32,
+    /// Distinct chains those answers must come from.
+    pub rejection_min_distinct_keys: usize,
 }
 
 impl Default for CircuitConfig {
@@ -51,8 +71,24 @@ impl Default for CircuitConfig {
             min_distinct_keys: 2,
             open_initial: Duration::from_millis(500),
             open_max: Duration::from_secs(30),
+            rejection_threshold: 20,
+            rejection_min_distinct_keys: 5,
         }
     }
+}
+
+/// How long a chain whose probe was just rejected lets other chains take the
+/// next probe first.
+pub const REJECTED_PROBE_YIELD: Duration = Duration::from_millis(250);
+
+/// What becomes of a record whose attempt got a non-retryable answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The record's own fault: dead-letter it.
+    DeadLetter,
+    /// The target rejects the relay, not the record: hold it (not charged)
+    /// and wait for the circuit.
+    Hold,
 }
 
 /// What an attempt showed about the target.
@@ -121,6 +157,14 @@ pub struct Circuit {
     run_connect_only: bool,
     run_keys: HashSet<u64>,
     rounds: u32,
+    /// Consecutive non-retryable answers of `rejected_class` (status / 100).
+    rejected_run: u32,
+    rejected_class: u16,
+    rejected_keys: HashSet<u64>,
+    /// Open because the target rejects the relay; only a success clears it.
+    rejecting: bool,
+    /// The chain whose probe was rejected last (it yields the next probe).
+    rejected_probe_key: Option<u64>,
 }
 
 impl Circuit {
@@ -133,6 +177,29 @@ impl Circuit {
             run_connect_only: true,
             run_keys: HashSet::new(),
             rounds: 0,
+            rejected_run: 0,
+            rejected_class: 0,
+            rejected_keys: HashSet::new(),
+            rejecting: false,
+            rejected_probe_key: None,
+        }
+    }
+
+    /// Whether the circuit is open because the target rejects the relay.
+    pub fn is_rejecting(&self) -> bool {
+        self.rejecting
+    }
+
+    /// When a probe may go out while the circuit is open: `Some(t)` with `t`
+    /// the time it is (or was) due, `None` when the circuit is closed or a
+    /// probe is out already. The relay uses it to make sure some record is
+    /// there to be the probe (DESIGN invariant 8: recovery must not depend on
+    /// a delivery task existing).
+    pub fn probe_due_at(&self, now: Instant) -> Option<Instant> {
+        match self.inner {
+            Inner::Closed | Inner::HalfOpen { probe_out: true } => None,
+            Inner::Open { until } => Some(until),
+            Inner::HalfOpen { probe_out: false } => Some(now),
         }
     }
 
@@ -150,10 +217,16 @@ impl Circuit {
         self.inner != Inner::Closed
     }
 
-    /// Asks whether an attempt may go out at `now`.
-    pub fn admit(&mut self, now: Instant) -> Admission {
+    /// Asks whether an attempt for the chain hashed as `key` may go out at
+    /// `now`.
+    pub fn admit(&mut self, now: Instant, key: u64) -> Admission {
         match self.inner {
             Inner::Closed => Admission::Go,
+            Inner::Open { until }
+                if self.rejected_probe_key == Some(key) && now < until + REJECTED_PROBE_YIELD =>
+            {
+                Admission::Wait(Some(until + REJECTED_PROBE_YIELD))
+            }
             Inner::Open { until } if now >= until => {
                 self.inner = Inner::HalfOpen { probe_out: true };
                 Admission::Probe
@@ -184,6 +257,7 @@ impl Circuit {
                 self.inner = Inner::Closed;
                 self.reset_run();
                 self.rounds = 0;
+                self.reset_rejections();
                 false
             }
             Observation::Failure {
@@ -217,6 +291,65 @@ impl Circuit {
                 }
             },
         }
+    }
+
+    /// Records a non-retryable answer (`status`, e.g. 400 or 302) for the
+    /// chain hashed as `key`, and says whether the record is dead-lettered or
+    /// held because the target rejects the relay as a whole.
+    pub fn rejected(&mut self, now: Instant, key: u64, status: u16, probe: bool) -> Rejection {
+        // The target answered: a run of retryable failures ends here.
+        self.reset_run();
+        if self.rejecting {
+            if probe {
+                self.rejected_probe_key = Some(key);
+                self.open(now, None);
+            } else if self.inner == Inner::Closed {
+                // Unreachable in practice (rejecting implies not closed);
+                // keep the state machine consistent anyway.
+                self.inner = Inner::Open { until: now };
+            }
+            return Rejection::Hold;
+        }
+        if self.config.rejection_threshold == 0 {
+            self.close_after_answer(probe);
+            return Rejection::DeadLetter;
+        }
+        let class = status / 100;
+        if class != self.rejected_class {
+            self.reset_rejections();
+            self.rejected_class = class;
+        }
+        self.rejected_run = self.rejected_run.saturating_add(1);
+        if self.rejected_keys.len() < self.config.rejection_min_distinct_keys {
+            self.rejected_keys.insert(key);
+        }
+        if self.rejected_run >= self.config.rejection_threshold
+            && self.rejected_keys.len() >= self.config.rejection_min_distinct_keys
+        {
+            self.rejecting = true;
+            self.rejected_probe_key = probe.then_some(key);
+            self.open(now, None);
+            Rejection::Hold
+        } else {
+            self.close_after_answer(probe);
+            Rejection::DeadLetter
+        }
+    }
+
+    /// A non-retryable answer while not rejecting shows the target is up,
+    /// as a success does: a half-open circuit closes.
+    fn close_after_answer(&mut self, probe: bool) {
+        if probe || self.inner != Inner::Closed {
+            self.inner = Inner::Closed;
+            self.rounds = 0;
+        }
+    }
+
+    fn reset_rejections(&mut self) {
+        self.rejected_run = 0;
+        self.rejected_keys.clear();
+        self.rejecting = false;
+        self.rejected_probe_key = None;
     }
 
     fn open(&mut self, now: Instant, retry_after: Option<Duration>) {
@@ -260,7 +393,139 @@ mod tests {
             min_distinct_keys: 2,
             open_initial: Duration::from_secs(1),
             open_max: Duration::from_secs(8),
+            rejection_threshold: 6,
+            rejection_min_distinct_keys: 3,
         })
+    }
+
+    #[test]
+    fn the_same_4xx_across_chains_trips_the_guard_and_holds_records() {
+        let t = Instant::now();
+        let mut c = circuit();
+        for k in 0..5 {
+            assert_eq!(c.rejected(t, k % 3, 400, false), Rejection::DeadLetter);
+        }
+        assert!(!c.is_open());
+        assert_eq!(
+            c.rejected(t, 1, 404, false),
+            Rejection::Hold,
+            "the 6th 4xx in a row, from 3 chains, trips"
+        );
+        assert!(c.is_open() && c.is_rejecting());
+        assert_eq!(c.rejected(t, 9, 400, false), Rejection::Hold);
+        // A rejected probe keeps it open and rejecting, and backs off.
+        let later = t + Duration::from_secs(1);
+        assert_eq!(c.admit(later, 7), Admission::Probe);
+        assert_eq!(c.rejected(later, 7, 400, true), Rejection::Hold);
+        assert!(c.is_rejecting());
+        assert_eq!(
+            c.admit(later, 8),
+            Admission::Wait(Some(later + Duration::from_secs(2)))
+        );
+        // Only a success clears it.
+        let again = later + Duration::from_secs(2);
+        assert_eq!(c.admit(again, 8), Admission::Probe);
+        c.record(again, 8, Observation::Up, true);
+        assert!(!c.is_open() && !c.is_rejecting());
+        assert_eq!(c.rejected(again, 1, 400, false), Rejection::DeadLetter);
+    }
+
+    #[test]
+    fn a_success_or_another_class_restarts_the_rejection_run() {
+        let t = Instant::now();
+        let mut c = circuit();
+        for round in 0..3 {
+            for k in 0..5 {
+                assert_eq!(c.rejected(t, k, 400, false), Rejection::DeadLetter);
+            }
+            if round == 0 {
+                c.record(t, 0, Observation::Up, false);
+            } else {
+                assert_eq!(c.rejected(t, 0, 302, false), Rejection::DeadLetter);
+            }
+        }
+        assert!(!c.is_open());
+    }
+
+    #[test]
+    fn one_chain_rejected_over_and_over_is_its_own_fault() {
+        let t = Instant::now();
+        let mut c = circuit();
+        for _ in 0..50 {
+            assert_eq!(c.rejected(t, 4, 400, false), Rejection::DeadLetter);
+        }
+        assert!(!c.is_open());
+    }
+
+    #[test]
+    fn a_zero_threshold_turns_the_guard_off() {
+        let t = Instant::now();
+        let mut c = Circuit::new(CircuitConfig {
+            rejection_threshold: 0,
+            ..CircuitConfig::default()
+        });
+        for k in 0..100 {
+            assert_eq!(c.rejected(t, k, 401, false), Rejection::DeadLetter);
+        }
+        assert!(!c.is_open());
+    }
+
+    #[test]
+    fn the_chain_whose_probe_was_rejected_lets_another_probe_first() {
+        let t = Instant::now();
+        let mut c = circuit();
+        for k in 0..6 {
+            c.rejected(t, k % 3, 401, false);
+        }
+        let due = t + Duration::from_secs(1);
+        assert_eq!(c.admit(due, 5), Admission::Probe);
+        c.rejected(due, 5, 401, true);
+        let next = due + Duration::from_secs(2);
+        assert_eq!(
+            c.admit(next, 5),
+            Admission::Wait(Some(next + REJECTED_PROBE_YIELD)),
+            "the last rejected chain yields"
+        );
+        assert_eq!(
+            c.admit(next, 6),
+            Admission::Probe,
+            "another chain goes first"
+        );
+        c.probe_abandoned();
+        assert_eq!(
+            c.admit(next + REJECTED_PROBE_YIELD, 5),
+            Admission::Probe,
+            "alone, it still probes after the yield"
+        );
+    }
+
+    #[test]
+    fn a_non_retryable_answer_closes_an_outage_circuit_and_is_dead_lettered() {
+        let t = Instant::now();
+        let mut c = circuit();
+        for k in 0..3 {
+            c.record(t, k, FAIL, false);
+        }
+        let later = t + Duration::from_secs(1);
+        assert_eq!(c.admit(later, 1), Admission::Probe);
+        assert_eq!(c.rejected(later, 1, 400, true), Rejection::DeadLetter);
+        assert_eq!(c.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn the_probe_is_due_when_the_open_time_is_over_and_none_is_out() {
+        let t = Instant::now();
+        let mut c = circuit();
+        assert_eq!(c.probe_due_at(t), None, "closed");
+        for k in 0..3 {
+            c.record(t, k, FAIL, false);
+        }
+        let until = t + Duration::from_secs(1);
+        assert_eq!(c.probe_due_at(t), Some(until));
+        assert_eq!(c.admit(until, 1), Admission::Probe);
+        assert_eq!(c.probe_due_at(until), None, "a probe is out");
+        c.probe_abandoned();
+        assert_eq!(c.probe_due_at(until), Some(until), "due again at once");
     }
 
     #[test]
@@ -275,7 +540,7 @@ mod tests {
         );
         assert_eq!(c.state(), CircuitState::Open);
         assert_eq!(
-            c.admit(t),
+            c.admit(t, 0),
             Admission::Wait(Some(t + Duration::from_secs(1)))
         );
         assert!(
@@ -325,11 +590,11 @@ mod tests {
             c.record(t, k, FAIL, false);
         }
         let later = t + Duration::from_secs(1);
-        assert_eq!(c.admit(later), Admission::Probe);
-        assert_eq!(c.admit(later), Admission::Wait(None), "only one probe");
+        assert_eq!(c.admit(later, 0), Admission::Probe);
+        assert_eq!(c.admit(later, 0), Admission::Wait(None), "only one probe");
         c.record(later, 9, Observation::Up, true);
         assert_eq!(c.state(), CircuitState::Closed);
-        assert_eq!(c.admit(later), Admission::Go);
+        assert_eq!(c.admit(later, 0), Admission::Go);
     }
 
     #[test]
@@ -341,12 +606,12 @@ mod tests {
         }
         let mut waits = vec![];
         for _ in 0..5 {
-            let Admission::Wait(Some(until)) = c.admit(t) else {
+            let Admission::Wait(Some(until)) = c.admit(t, 0) else {
                 panic!("expected open")
             };
             waits.push((until - t).as_secs());
             t = until;
-            assert_eq!(c.admit(t), Admission::Probe);
+            assert_eq!(c.admit(t, 0), Admission::Probe);
             assert!(!c.record(t, 1, FAIL, true));
         }
         assert_eq!(waits, vec![1, 2, 4, 8, 8]);
@@ -360,9 +625,9 @@ mod tests {
             c.record(t, k, REFUSED, false);
         }
         let later = t + Duration::from_secs(2);
-        assert_eq!(c.admit(later), Admission::Probe);
+        assert_eq!(c.admit(later, 0), Admission::Probe);
         c.probe_abandoned();
-        assert_eq!(c.admit(later), Admission::Probe);
+        assert_eq!(c.admit(later, 0), Admission::Probe);
     }
 
     #[test]
@@ -381,7 +646,7 @@ mod tests {
             false,
         );
         assert_eq!(
-            c.admit(t),
+            c.admit(t, 0),
             Admission::Wait(Some(t + Duration::from_secs(5)))
         );
     }

@@ -92,6 +92,9 @@ pub struct RelayConfig {
     /// Metrics, health and logs.
     #[serde(default)]
     pub observability: ObservabilityConfig,
+    /// When a relay that makes no progress calls itself stalled.
+    #[serde(default)]
+    pub health: HealthConfig,
     /// Which records this relay delivers (all by default).
     #[serde(default)]
     pub filter: crate::route::FilterConfig,
@@ -202,6 +205,15 @@ pub struct CircuitSection {
     /// Longest open period.
     #[serde(default = "default_open_max_ms")]
     pub open_max_ms: u64,
+    /// Consecutive non-retryable answers (4xx, or 3xx) of one status class,
+    /// with no success between them, that mean the target rejects the relay
+    /// rather than the records: the circuit opens and records are held, not
+    /// dead-lettered. 0 turns the guard off.
+    #[serde(default = "default_rejection_threshold")]
+    pub rejection_threshold: u32,
+    /// Distinct chains those answers must come from.
+    #[serde(default = "default_rejection_min_distinct_keys")]
+    pub rejection_min_distinct_keys: usize,
 }
 
 /// `[concurrency]`
@@ -253,6 +265,21 @@ pub struct ObservabilityConfig {
     /// Name of this relay instance in dead letters and logs; default host name and pid.
     #[serde(default)]
     pub relay_id: Option<String>,
+}
+
+/// `[health]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// A relay holding unfinished records with no request in flight and no
+    /// known wait (backoff, circuit probe, budget) for this long is stalled:
+    /// `/readyz` answers 503 with the reason and `cpn_relay_stalled` is 1.
+    #[serde(default = "default_stall_timeout_ms")]
+    pub stall_timeout_ms: u64,
+    /// Exit non-zero (3) when stalled, so an orchestrator restarts the relay;
+    /// nothing is lost, unfinished offsets were never committed.
+    #[serde(default = "default_exit_on_stall")]
+    pub exit_on_stall: bool,
 }
 
 fn default_brokers() -> String {
@@ -329,6 +356,18 @@ fn default_shutdown_deadline_ms() -> u64 {
 fn default_revoke_deadline_ms() -> u64 {
     10_000
 }
+fn default_rejection_threshold() -> u32 {
+    20
+}
+fn default_rejection_min_distinct_keys() -> usize {
+    5
+}
+fn default_stall_timeout_ms() -> u64 {
+    60_000
+}
+fn default_exit_on_stall() -> bool {
+    true
+}
 fn default_metrics_listen() -> String {
     "127.0.0.1:9464".into()
 }
@@ -351,7 +390,8 @@ default_from_serde!(
     ConcurrencyConfig,
     CommitConfig,
     ShutdownConfig,
-    ObservabilityConfig
+    ObservabilityConfig,
+    HealthConfig
 );
 
 /// librdkafka keys cpn-relay sets itself; overriding them would break the
@@ -611,6 +651,31 @@ impl RelayConfig {
                 "must be at least 1 and not exceed circuit.open_max_ms".into(),
             );
         }
+        if c.rejection_threshold > 0 && c.rejection_min_distinct_keys == 0 {
+            bad(
+                "circuit.rejection_min_distinct_keys",
+                "must be at least 1 (turn the guard off with circuit.rejection_threshold = 0)"
+                    .into(),
+            );
+        }
+        if c.rejection_threshold > 0
+            && u64::from(c.rejection_threshold) < c.rejection_min_distinct_keys as u64
+        {
+            bad(
+                "circuit.rejection_threshold",
+                format!(
+                    "{} is below circuit.rejection_min_distinct_keys ({}): the guard could never trip",
+                    c.rejection_threshold, c.rejection_min_distinct_keys
+                ),
+            );
+        }
+        let h = &self.health;
+        if h.stall_timeout_ms < 1_000 || h.stall_timeout_ms > 86_400_000 {
+            bad(
+                "health.stall_timeout_ms",
+                "must be from 1000 (1 s) to 86400000 (a day)".into(),
+            );
+        }
         if self.concurrency.max_in_flight == 0 {
             bad("concurrency.max_in_flight", "must be at least 1".into());
         }
@@ -672,6 +737,8 @@ impl RelayConfig {
             min_distinct_keys: c.min_distinct_keys,
             open_initial: Duration::from_millis(c.open_initial_ms),
             open_max: Duration::from_millis(c.open_max_ms),
+            rejection_threshold: c.rejection_threshold,
+            rejection_min_distinct_keys: c.rejection_min_distinct_keys,
         }
     }
 

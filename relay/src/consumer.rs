@@ -8,6 +8,14 @@
 //! On a thread of its own that wait blocks nothing else; deliveries run on
 //! the tokio runtime meanwhile.
 //!
+//! Liveness (DESIGN invariant 8, see [`crate::health`]): the circuit pauses
+//! every partition during an outage, and its probe is a record's attempt.
+//! When the probe is due and no record is taken anywhere — the partitions
+//! were lost and reassigned, or the relay restarted, while the circuit was
+//! open — [`apply_backpressure`] resumes the partitions until a record
+//! arrives to be the probe, so recovery never waits on a task that does not
+//! exist.
+//!
 //! Offsets (DESIGN invariant 2, STYLE §7): auto-commit is off. Every
 //! `commit.interval_ms` the thread commits, asynchronously, each partition's
 //! watermark position — the *next* offset to read, which is what a
@@ -16,9 +24,9 @@
 //! so nothing is ever committed for it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -34,6 +42,7 @@ use tracing::{error, info, warn};
 
 use crate::config::RelayConfig;
 use crate::delivery::{Record, SharedDeliverer};
+use crate::health::Health;
 use crate::metrics::RelayMetrics;
 use crate::partition::{PartitionState, delivering, run_worker};
 
@@ -47,40 +56,26 @@ const BACKPRESSURE_SCAN_INTERVAL: Duration = Duration::from_millis(5);
 /// the group coordinator is moving or loading.
 const SYNC_COMMIT_RETRY: Duration = Duration::from_secs(5);
 
-/// Whether the relay is part of its group and consuming: `/readyz`.
-#[derive(Debug, Default)]
-pub struct Readiness {
-    /// An assignment was received (even an empty one).
-    pub joined: AtomicBool,
-    /// Milliseconds since the epoch of the last poll.
-    pub last_poll_ms: AtomicU64,
-}
-
-impl Readiness {
-    /// Joined and polled within the last 15 s.
-    pub fn is_ready(&self) -> bool {
-        let now = epoch_ms();
-        self.joined.load(Ordering::Acquire)
-            && now.saturating_sub(self.last_poll_ms.load(Ordering::Acquire)) < 15_000
-    }
-}
-
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 struct Worker {
     feed: Option<mpsc::UnboundedSender<Record>>,
     state: Arc<PartitionState>,
     cancel: CancellationToken,
+    /// Cancelled when the partition is settled: records that would have to
+    /// wait (circuit, backoff, budget) give up at once instead.
+    drain: CancellationToken,
     join: JoinHandle<()>,
     paused: bool,
 }
 
 struct Inner {
     workers: HashMap<Tp, Worker>,
+    /// Partitions given up while paused that librdkafka could not be told
+    /// to resume (a rebalance error unassigned them first): resumed when
+    /// they are assigned again.
+    paused_when_lost: HashSet<Tp>,
+    /// The circuit is open, its probe due, and no record was taken: every
+    /// partition stays resumed until one arrives to be the probe.
+    seeking_probe: bool,
 }
 
 /// The consumer's context: owns the partition workers so that the rebalance
@@ -92,7 +87,7 @@ pub struct RelayContext {
     metrics: RelayMetrics,
     cancel: CancellationToken,
     revoke_deadline: Duration,
-    readiness: Arc<Readiness>,
+    health: Arc<Health>,
     /// Cancelled when a delivery panics: the relay stops.
     fatal: CancellationToken,
 }
@@ -117,11 +112,13 @@ impl RelayContext {
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(PartitionState::default());
         let cancel = self.cancel.child_token();
+        let drain = CancellationToken::new();
         let join = self.rt.spawn(run_worker(
             rx,
             state.clone(),
-            delivering(self.deliverer.clone()),
+            delivering(self.deliverer.clone(), self.health.clone()),
             cancel.clone(),
+            drain.clone(),
             self.fatal.clone(),
         ));
         inner.workers.insert(
@@ -130,23 +127,30 @@ impl RelayContext {
                 feed: Some(tx),
                 state,
                 cancel,
+                drain,
                 join,
                 paused: false,
             },
         );
-        self.metrics
-            .assigned_partitions
-            .set(inner.workers.len() as i64);
+        self.count_assigned(inner);
     }
 
-    /// Settles the given workers: closes their feeds, waits up to `deadline`
-    /// for what they took, then abandons the rest. Returns their final
-    /// commit positions.
+    fn count_assigned(&self, inner: &Inner) {
+        let n = inner.workers.len();
+        self.metrics.assigned_partitions.set(n as i64);
+        self.health.update_assigned(n);
+    }
+
+    /// Settles the given workers: closes their feeds, lets requests in
+    /// flight finish within `deadline` (records that would have to wait give
+    /// up at once), then abandons the rest. Returns their final commit
+    /// positions.
     fn settle(&self, workers: Vec<(Tp, Worker)>, deadline: Duration) -> Vec<(Tp, Option<i64>)> {
         let mut out = Vec::with_capacity(workers.len());
         let mut waiting = Vec::with_capacity(workers.len());
         for (tp, mut w) in workers {
             w.feed.take();
+            w.drain.cancel();
             waiting.push((tp, w));
         }
         let until = tokio::time::Instant::now() + deadline;
@@ -259,19 +263,34 @@ impl ConsumerContext for RelayContext {
             let lost = consumer.assignment_lost();
             let mut inner = self.lock();
             let mut revoked = Vec::new();
+            let mut unpause = TopicPartitionList::new();
             for e in tpl.elements() {
                 let tp = (e.topic().to_owned(), e.partition());
                 if let Some(w) = inner.workers.remove(&tp) {
                     if w.paused {
                         self.metrics.paused_partitions.dec();
+                        unpause.add_partition(&tp.0, tp.1);
                     }
                     revoked.push((tp, w));
                 }
             }
-            self.metrics
-                .assigned_partitions
-                .set(inner.workers.len() as i64);
+            self.count_assigned(&inner);
             drop(inner);
+            // librdkafka keeps a partition's pause flag across unassign and
+            // assign: one given up paused would come back paused while its
+            // new worker believes it runs, and never be fetched again. Give
+            // it up resumed (it is still assigned here, so resume applies).
+            if unpause.count() > 0
+                && let Err(e) = consumer.resume(&unpause)
+            {
+                warn!(error = %e, "resuming partitions before giving them up failed");
+                let mut inner = self.lock();
+                for e in unpause.elements() {
+                    inner
+                        .paused_when_lost
+                        .insert((e.topic().to_owned(), e.partition()));
+                }
+            }
             if revoked.is_empty() {
                 return;
             }
@@ -299,15 +318,27 @@ impl ConsumerContext for RelayContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let mut inner = self.lock();
+                let mut unpause = TopicPartitionList::new();
                 for e in tpl.elements() {
-                    self.start_worker(&mut inner, (e.topic().to_owned(), e.partition()));
+                    let tp = (e.topic().to_owned(), e.partition());
+                    if inner.paused_when_lost.remove(&tp) {
+                        unpause.add_partition(&tp.0, tp.1);
+                    }
+                    self.start_worker(&mut inner, tp);
+                }
+                // New workers start resumed; make librdkafka agree for
+                // partitions it may still hold paused (see pre_rebalance).
+                if unpause.count() > 0
+                    && let Err(e) = consumer.resume(&unpause)
+                {
+                    warn!(error = %e, "resuming reassigned partitions failed");
                 }
                 info!(
                     added = tpl.count(),
                     total = inner.workers.len(),
                     "partitions assigned"
                 );
-                self.readiness.joined.store(true, Ordering::Release);
+                self.health.set_assigned(inner.workers.len());
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => {
@@ -337,14 +368,13 @@ impl ConsumerContext for RelayContext {
                     .into_iter()
                     .filter_map(|tp| inner.workers.remove(&tp).map(|w| (tp, w)))
                     .collect();
-                for (_, w) in &orphans {
+                for (tp, w) in &orphans {
                     if w.paused {
                         self.metrics.paused_partitions.dec();
+                        inner.paused_when_lost.insert(tp.clone());
                     }
                 }
-                self.metrics
-                    .assigned_partitions
-                    .set(inner.workers.len() as i64);
+                self.count_assigned(&inner);
                 drop(inner);
                 if !orphans.is_empty() {
                     warn!(
@@ -401,7 +431,7 @@ pub fn create_consumer(
     deliverer: SharedDeliverer,
     metrics: RelayMetrics,
     cancel: CancellationToken,
-    readiness: Arc<Readiness>,
+    health: Arc<Health>,
     fatal: CancellationToken,
 ) -> KafkaResult<BaseConsumer<RelayContext>> {
     let mut c = ClientConfig::new();
@@ -426,13 +456,15 @@ pub fn create_consumer(
     let ctx = RelayContext {
         inner: Mutex::new(Inner {
             workers: HashMap::new(),
+            paused_when_lost: HashSet::new(),
+            seeking_probe: false,
         }),
         rt,
         deliverer,
         metrics,
         cancel,
         revoke_deadline: Duration::from_millis(config.shutdown.revoke_deadline_ms),
-        readiness,
+        health,
         fatal,
     };
     let consumer: BaseConsumer<RelayContext> = c.create_with_context(ctx)?;
@@ -453,9 +485,7 @@ pub fn run_consumer(
     let mut last_scan = Instant::now();
     let mut scan_now = false;
     while !stop.is_cancelled() {
-        ctx.readiness
-            .last_poll_ms
-            .store(epoch_ms(), Ordering::Release);
+        ctx.health.polled();
         // While partitions are paused, come back soon to resume them the
         // moment their window has room.
         let timeout = if ctx.metrics.paused_partitions.get() > 0 {
@@ -485,9 +515,12 @@ pub fn run_consumer(
                 if let Some(w) = inner.workers.get(&tp)
                     && let Some(feed) = &w.feed
                 {
-                    if w.state.taken.fetch_add(1, Ordering::AcqRel) + 1 >= settings.window {
+                    let taken = w.state.taken.fetch_add(1, Ordering::AcqRel) + 1;
+                    // The first record after a probe hunt, or a full window.
+                    if taken >= settings.window || inner.seeking_probe {
                         scan_now = true;
                     }
+                    ctx.health.progress();
                     ctx.metrics
                         .consumed
                         .with_label_values(&[tp.0.as_str(), &tp.1.to_string()])
@@ -521,21 +554,45 @@ pub fn run_consumer(
     let positions = ctx.settle(workers, settings.shutdown_deadline);
     ctx.commit_sync(&consumer, &positions);
     ctx.metrics.assigned_partitions.set(0);
+    ctx.health.update_assigned(0);
     info!("leaving the consumer group");
     drop(consumer);
 }
 
+/// Pauses partitions whose window is full (resumed at half), and every
+/// partition while the circuit is open — except when the circuit's probe is
+/// due and no record is taken anywhere: then all stay resumed until one
+/// arrives to be the probe (DESIGN invariant 8). Publishes to [`Health`]
+/// whether the relay holds work, and the circuit's next probe as a known wait.
 fn apply_backpressure(consumer: &BaseConsumer<RelayContext>, window: usize) {
     let ctx = consumer.context();
+    let now = Instant::now();
+    let probe_due_at = ctx.deliverer.probe_due_at(now);
     let outage = ctx.deliverer.circuit_open();
     let mut to_pause = TopicPartitionList::new();
     let mut to_resume = TopicPartitionList::new();
     let mut inner = ctx.lock();
+    let taken_total: usize = inner
+        .workers
+        .values()
+        .map(|w| w.state.taken.load(Ordering::Acquire))
+        .sum();
+    let seeking = outage && taken_total == 0 && probe_due_at.is_some_and(|t| now >= t);
+    if seeking && !inner.seeking_probe {
+        info!("circuit probe due and no record taken: resuming partitions to fetch one");
+    }
+    inner.seeking_probe = seeking;
+    if outage && let Some(t) = probe_due_at {
+        ctx.health.waiting_until(t);
+    }
+    let mut paused = 0usize;
     for ((t, p), w) in inner.workers.iter_mut() {
         let taken = w.state.taken.load(Ordering::Acquire);
         // Hysteresis: resume at half the window, so a full partition does not
         // flap between paused and resumed on every record.
-        let want_paused = outage || taken >= window || (w.paused && taken > window / 2);
+        let want_paused =
+            (outage && !seeking) || taken >= window || (w.paused && taken > window / 2);
+        paused += usize::from(want_paused);
         if want_paused && !w.paused {
             tracing::debug!(partition = *p, taken, "pause");
             to_pause.add_partition(t, *p);
@@ -549,6 +606,7 @@ fn apply_backpressure(consumer: &BaseConsumer<RelayContext>, window: usize) {
         }
     }
     drop(inner);
+    ctx.health.set_holds_work(taken_total > 0 || paused > 0);
     if to_pause.count() > 0
         && let Err(e) = consumer.pause(&to_pause)
     {

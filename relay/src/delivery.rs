@@ -6,6 +6,14 @@
 //! finished, its offset is not committed, and Kafka redelivers it: at least
 //! once). DESIGN invariant 3: the body is sent as produced, and every retry
 //! carries the same bytes, so GUID and timestamp never change.
+//!
+//! Invariant 5's second half: a non-retryable answer is first shown to the
+//! circuit's rejection guard ([`Circuit::rejected`]); when many chains get
+//! the same class of answer in a row, the target is refusing the relay, and
+//! the record is *held* (retried behind the circuit, never charged) instead
+//! of dead-lettered. Invariant 8: every wait here is bounded and noted in
+//! [`Health`], and a settling partition's records give up a wait at once
+//! (`Stops::drain`).
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -16,17 +24,18 @@ use bytes::Bytes;
 use rand::Rng;
 use rdkafka::message::{Headers, OwnedHeaders};
 use tokio::sync::{Semaphore, watch};
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 use cpn_schema::ContactProcessed;
 
-use crate::circuit::{Admission, Circuit, Observation};
+use crate::circuit::{Admission, Circuit, Observation, Rejection};
 use crate::classify::{Classifier, DlqReason, Verdict};
 use crate::dlq::headers::DeadLetterInfo;
-use crate::dlq::writer::{DeadLetter, DlqWriter};
+use crate::dlq::writer::{DLQ_WRITE_TIMEOUT, DeadLetter, DlqWriter};
+use crate::health::Health;
 use crate::http::Target;
 use crate::metrics::RelayMetrics;
+use crate::partition::Stops;
 use crate::retry::{Charge, NextStep, RetryPolicy, Spent};
 
 /// A record taken from Kafka, detached from the consumer.
@@ -98,6 +107,9 @@ pub struct Deliverer {
     pub group: String,
     /// This relay's id.
     pub relay_id: String,
+    /// The longest one attempt can take (connect and request timeouts): a
+    /// request in flight is a known wait of at most this.
+    pub attempt_timeout: Duration,
 }
 
 /// Releases a half-open probe slot if its task ends without reporting.
@@ -129,36 +141,45 @@ impl Deliverer {
         self.lock_circuit().is_open()
     }
 
-    /// Waits until an attempt may go out. Returns whether it is the probe;
-    /// `None` when cancelled.
-    async fn admitted(&self, cancel: &CancellationToken) -> Option<bool> {
+    /// When the open circuit's probe is (or was) due; `None` when closed or
+    /// a probe is out ([`Circuit::probe_due_at`]).
+    pub fn probe_due_at(&self, now: Instant) -> Option<Instant> {
+        self.lock_circuit().probe_due_at(now)
+    }
+
+    /// Waits until an attempt for the chain `key` may go out. Returns
+    /// whether it is the probe; `None` when cancelled, or when draining and
+    /// it would have to wait.
+    async fn admitted(&self, key: u64, stops: &Stops, health: &Health) -> Option<bool> {
         let mut changed = self.circuit_changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let admission = self.lock_circuit().admit(Instant::now());
+            let admission = self.lock_circuit().admit(Instant::now(), key);
             self.publish_circuit_state();
             let wait_until = match admission {
                 Admission::Go => return Some(false),
                 Admission::Probe => return Some(true),
                 Admission::Wait(until) => until,
             };
-            let sleep = async {
-                match wait_until {
-                    Some(t) => tokio::time::sleep_until(t.into()).await,
-                    // Re-check now and then in case a probe holder vanished.
-                    None => tokio::time::sleep(Duration::from_secs(1)).await,
-                }
-            };
+            if stops.drain.is_cancelled() {
+                return None;
+            }
+            // Re-check now and then in case a probe holder vanished; a probe
+            // out is itself a wait bounded by the attempt timeout.
+            let until = wait_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            health.waiting_until(until);
             tokio::select! {
-                _ = cancel.cancelled() => return None,
+                _ = stops.cancel.cancelled() => return None,
+                _ = stops.drain.cancelled() => return None,
                 _ = changed.changed() => {}
-                _ = sleep => {}
+                _ = tokio::time::sleep_until(until.into()) => {}
             }
         }
     }
 
-    /// Waits for the target's rate budget; `None` when cancelled.
-    async fn within_budget(&self, cancel: &CancellationToken) -> Option<()> {
+    /// Waits for the target's rate budget; `None` when cancelled, or when
+    /// draining and it would have to wait.
+    async fn within_budget(&self, stops: &Stops, health: &Health) -> Option<()> {
         loop {
             let wait = match self.budget.lock() {
                 Ok(mut b) => b.take(Instant::now()),
@@ -167,34 +188,45 @@ impl Deliverer {
             match wait {
                 Ok(()) => return Some(()),
                 Err(d) => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return None,
-                        _ = tokio::time::sleep(d) => {}
-                    }
+                    health.waiting_for(d);
+                    wait_or_stop(d, stops).await?;
                 }
             }
         }
     }
 
     fn publish_circuit_state(&self) {
-        let state = self.lock_circuit().state();
-        self.metrics.circuit_state.set(state.as_gauge());
+        let c = self.lock_circuit();
+        self.metrics.circuit_state.set(c.state().as_gauge());
+        self.metrics
+            .target_rejecting
+            .set(i64::from(c.is_rejecting()));
     }
 
-    /// Delivers `rec` to its end, or returns `None` if `cancel` fires first.
-    pub async fn process(&self, rec: &Record, cancel: &CancellationToken) -> Option<Finished> {
+    /// Delivers `rec` to its end, or returns `None` if it is abandoned or
+    /// given up first ([`Stops`]).
+    pub async fn process(&self, rec: &Record, stops: &Stops, health: &Health) -> Option<Finished> {
         let span = info_span!("record", topic = %rec.topic, partition = rec.partition, offset = rec.offset, guid = tracing::field::Empty);
-        self.process_inner(rec, cancel).instrument(span).await
+        self.process_inner(rec, stops, health)
+            .instrument(span)
+            .await
     }
 
-    async fn process_inner(&self, rec: &Record, cancel: &CancellationToken) -> Option<Finished> {
+    async fn process_inner(
+        &self,
+        rec: &Record,
+        stops: &Stops,
+        health: &Health,
+    ) -> Option<Finished> {
+        let cancel = &stops.cancel;
         let Some(body) = rec.value.clone() else {
             return self
                 .dead_letter(
                     rec,
                     DlqReason::InvalidPayload,
                     Failure::before_request("record has no value".into()),
-                    cancel,
+                    stops,
+                    health,
                 )
                 .await;
         };
@@ -207,7 +239,8 @@ impl Deliverer {
                         rec,
                         DlqReason::InvalidPayload,
                         Failure::before_request(format!("invalid payload: {invalid}")),
-                        cancel,
+                        stops,
+                        health,
                     )
                     .await;
             }
@@ -237,7 +270,7 @@ impl Deliverer {
         let mut attempts: u32 = 0;
         let mut first_at: Option<SystemTime> = None;
         loop {
-            let probe = self.admitted(cancel).await?;
+            let probe = self.admitted(key, stops, health).await?;
             let mut guard = ProbeGuard {
                 deliverer: self,
                 armed: probe,
@@ -247,12 +280,15 @@ impl Deliverer {
                     _ = cancel.cancelled() => return None,
                     p = self.requests.acquire() => p.ok()?,
                 };
-                self.within_budget(cancel).await?;
+                self.within_budget(stops, health).await?;
+                health.progress();
+                health.waiting_for(self.attempt_timeout);
                 tokio::select! {
                     _ = cancel.cancelled() => return None,
                     r = self.target.post(body.clone(), &guid) => r,
                 }
             };
+            health.progress();
             attempts += 1;
             if attempts > 1 {
                 self.metrics.retries.inc();
@@ -278,20 +314,47 @@ impl Deliverer {
                 }
             }
             let verdict = self.classifier.classify(&report.attempt);
-            let obs = match verdict {
-                Verdict::Delivered | Verdict::Permanent(_) => Observation::Up,
-                Verdict::Retry => Observation::Failure {
-                    connect: matches!(report.attempt, crate::classify::Attempt::Connect(_)),
-                    retry_after: report.attempt.retry_after(),
-                },
-            };
             let was_open = self.circuit_open();
-            let is_charged = self.lock_circuit().record(Instant::now(), key, obs, probe);
+            let was_rejecting = self.lock_circuit().is_rejecting();
+            let mut is_charged = false;
+            let mut rejection = Rejection::DeadLetter;
+            match (&verdict, report.attempt.status()) {
+                // A final answer with a status: the target is up, but may be
+                // rejecting the relay as a whole (the guard decides).
+                (Verdict::Permanent(_), Some(status)) => {
+                    rejection = self
+                        .lock_circuit()
+                        .rejected(Instant::now(), key, status, probe);
+                }
+                (Verdict::Delivered | Verdict::Permanent(_), _) => {
+                    self.lock_circuit()
+                        .record(Instant::now(), key, Observation::Up, probe);
+                }
+                (Verdict::Retry, _) => {
+                    let obs = Observation::Failure {
+                        connect: matches!(report.attempt, crate::classify::Attempt::Connect(_)),
+                        retry_after: report.attempt.retry_after(),
+                    };
+                    is_charged = self.lock_circuit().record(Instant::now(), key, obs, probe);
+                }
+            }
+            let now_rejecting = self.lock_circuit().is_rejecting();
+            if now_rejecting && !was_rejecting {
+                self.metrics.circuit_opened.inc();
+                error!(
+                    status = report.attempt.status(),
+                    response = %excerpt(&report.response_excerpt),
+                    "the target rejects the relay, not the records: the same answer for many chains in a row \
+                     (wrong URL, credentials or client certificate?). Holding records, probing until it accepts one"
+                );
+            } else if was_rejecting && !now_rejecting {
+                tracing::info!("the target accepts records again: rejection guard cleared");
+            }
             guard.armed = false;
             drop(guard);
             let now_open = self.circuit_open();
             if now_open != was_open || probe {
-                if now_open && !was_open {
+                if now_open && !was_open && !now_rejecting {
                     self.metrics.circuit_opened.inc();
                     warn!(attempt = %report.attempt.describe(), "target looks down: circuit open, consumption paused");
                 } else if !now_open && was_open {
@@ -319,12 +382,22 @@ impl Deliverer {
                     return Some(Finished::Delivered);
                 }
                 Verdict::Permanent(reason) => {
+                    if rejection == Rejection::Hold {
+                        // Not this record's fault: wait for the circuit, uncharged.
+                        debug!(
+                            attempts,
+                            status = report.attempt.status(),
+                            "held: the target rejects the relay"
+                        );
+                        continue;
+                    }
                     return self
                         .dead_letter(
                             rec,
                             reason,
                             Failure::after(report, attempts, first_at),
-                            cancel,
+                            stops,
+                            health,
                         )
                         .await;
                 }
@@ -349,16 +422,15 @@ impl Deliverer {
                                     rec,
                                     DlqReason::RetriesExhausted,
                                     Failure::after(report, attempts, first_at),
-                                    cancel,
+                                    stops,
+                                    health,
                                 )
                                 .await;
                         }
                         NextStep::RetryAfter(delay) => {
                             debug!(attempts, ?delay, last = %report.attempt.describe(), charged = is_charged, "retrying");
-                            tokio::select! {
-                                _ = cancel.cancelled() => return None,
-                                _ = tokio::time::sleep(delay) => {}
-                            }
+                            health.waiting_for(delay);
+                            wait_or_stop(delay, stops).await?;
                         }
                     }
                 }
@@ -371,8 +443,10 @@ impl Deliverer {
         rec: &Record,
         reason: DlqReason,
         failure: Failure,
-        cancel: &CancellationToken,
+        stops: &Stops,
+        health: &Health,
     ) -> Option<Finished> {
+        let cancel = &stops.cancel;
         let info = DeadLetterInfo {
             reason,
             http_status: failure.http_status,
@@ -398,6 +472,8 @@ impl Deliverer {
         };
         let mut failures: u32 = 0;
         loop {
+            health.progress();
+            health.waiting_for(DLQ_WRITE_TIMEOUT);
             let result = tokio::select! {
                 _ = cancel.cancelled() => return None,
                 r = self.dlq.write(&dl) => r,
@@ -421,10 +497,8 @@ impl Deliverer {
                     // Invariant 1: never drop. The offset waits until the write succeeds.
                     error!(error = %e, dlq_topic = self.dlq.topic(), failures, "cannot write to the dead-letter topic; retrying, the partition's offset does not advance");
                     let delay = Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)));
-                    tokio::select! {
-                        _ = cancel.cancelled() => return None,
-                        _ = tokio::time::sleep(delay) => {}
-                    }
+                    health.waiting_for(delay);
+                    wait_or_stop(delay, stops).await?;
                 }
             }
         }
@@ -469,6 +543,29 @@ impl Failure {
             last_attempt_at: Some(last.started_at),
         }
     }
+}
+
+/// Sleeps `d`; `None` when the record is abandoned or its partition settles
+/// first (a settling partition does not wait).
+async fn wait_or_stop(d: Duration, stops: &Stops) -> Option<()> {
+    if stops.drain.is_cancelled() {
+        return None;
+    }
+    tokio::select! {
+        _ = stops.cancel.cancelled() => None,
+        _ = stops.drain.cancelled() => None,
+        _ = tokio::time::sleep(d) => Some(()),
+    }
+}
+
+/// A response body excerpt fit for one log line: at most 200 characters,
+/// control characters shown as spaces.
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(200)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 fn header_str<'a>(rec: &'a Record, name: &str) -> Option<&'a str> {

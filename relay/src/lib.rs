@@ -19,7 +19,8 @@
 //!   [`delivery`] (one record's life), [`partition`] (per-chain ordering in a
 //!   partition), [`consumer`] (the Kafka consumer thread, commits,
 //!   rebalances), [`coordinator`] (retrying offset fetches and commits while
-//!   the group coordinator moves), [`server`] (metrics and health), [`metrics`];
+//!   the group coordinator moves), [`server`] (metrics and health), [`metrics`],
+//!   [`health`] (liveness: ready, waiting or stalled);
 //! - target edges: [`tls`], [`proxy`], [`auth`], [`signing`], [`secret`]
 //!   (where secrets come from);
 //! - tools: [`mockcrm`] (a fake customer server for onboarding, demos, tests).
@@ -33,6 +34,7 @@ pub mod consumer;
 pub mod coordinator;
 pub mod delivery;
 pub mod dlq;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod mockcrm;
@@ -57,8 +59,9 @@ use tracing::info;
 
 use crate::circuit::Circuit;
 use crate::config::RelayConfig;
-use crate::consumer::{ConsumerSettings, Readiness};
+use crate::consumer::ConsumerSettings;
 use crate::delivery::Deliverer;
+use crate::health::{Assessment, Health};
 use crate::metrics::RelayMetrics;
 
 /// Why the relay could not run.
@@ -86,6 +89,22 @@ pub enum RunError {
     /// finished; the record is redelivered on restart.
     #[error("a delivery panicked; the relay stopped (see the error log)")]
     DeliveryPanicked,
+    /// The relay held unfinished records without progress for
+    /// `health.stall_timeout_ms` and `health.exit_on_stall` is on. It
+    /// committed what was finished; the rest is redelivered on restart.
+    #[error("stalled: {0}; exiting so that the relay is restarted (health.exit_on_stall)")]
+    Stalled(String),
+}
+
+impl RunError {
+    /// The process exit code for this error: 3 for a stall (an orchestrator
+    /// restarts the relay), 2 for everything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Stalled(_) => 3,
+            _ => 2,
+        }
+    }
 }
 
 /// Runs a relay until `shutdown` resolves: then it stops fetching, finishes
@@ -97,7 +116,9 @@ pub enum RunError {
 /// or the consumer thread failed.
 pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let metrics = RelayMetrics::new();
-    let readiness = Arc::new(Readiness::default());
+    let health = Arc::new(Health::new(Duration::from_millis(
+        config.health.stall_timeout_ms,
+    )));
     let stop = CancellationToken::new();
     let fatal = CancellationToken::new();
     let dlq_topic = config.dlq_topic();
@@ -134,6 +155,13 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
         target_redacted: dlq::headers::redact_url(&config.target.url),
         group: config.kafka.group.clone(),
         relay_id: relay_id.clone(),
+        attempt_timeout: Duration::from_millis(
+            config
+                .target
+                .connect_timeout_ms
+                .saturating_add(config.target.request_timeout_ms)
+                .saturating_add(1_000),
+        ),
     });
 
     let listen = config.observability.metrics_listen.trim();
@@ -142,7 +170,7 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
             addr: listen.to_owned(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not an address"),
         })?;
-        let bound = server::serve(addr, metrics.clone(), readiness.clone(), stop.clone())
+        let bound = server::serve(addr, metrics.clone(), health.clone(), stop.clone())
             .await
             .map_err(|source| RunError::MetricsBind {
                 addr: listen.to_owned(),
@@ -155,11 +183,11 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
         &config,
         tokio::runtime::Handle::current(),
         deliverer,
-        metrics,
+        metrics.clone(),
         // Not a child of `stop`: a shutdown must let in-flight records
         // finish; workers are cancelled only when a settle deadline passes.
         CancellationToken::new(),
-        readiness,
+        health.clone(),
         fatal.clone(),
     )?;
     let settings = ConsumerSettings {
@@ -187,7 +215,15 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
         let _ = done_tx.send(r.is_ok());
     });
     tokio::pin!(done_rx);
+    let stalled = watch_health(health, metrics, config.health.exit_on_stall, stop.clone());
+    tokio::pin!(stalled);
+    let mut stall_reason = None;
     tokio::select! {
+        why = &mut stalled => {
+            tracing::error!(reason = %why, "stalled: stopping so that the orchestrator restarts the relay; nothing is lost");
+            stall_reason = Some(why);
+            stop.cancel();
+        }
         _ = shutdown => {
             info!("shutdown requested");
             stop.cancel();
@@ -208,9 +244,115 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
     info!("relay stopped");
     if !ok {
         Err(RunError::ConsumerThread)
+    } else if let Some(why) = stall_reason {
+        Err(RunError::Stalled(why))
     } else if fatal.is_cancelled() {
         Err(RunError::DeliveryPanicked)
     } else {
         Ok(())
+    }
+}
+
+/// Assesses the relay's health every second: keeps `cpn_relay_stalled` true,
+/// logs each stall once at ERROR and, with `exit_on_stall`, resolves with the
+/// reason (the caller stops the relay). Never resolves otherwise, and stops
+/// watching once `stop` fires (a draining relay is not judged).
+async fn watch_health(
+    health: Arc<Health>,
+    metrics: metrics::RelayMetrics,
+    exit_on_stall: bool,
+    stop: CancellationToken,
+) -> String {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_stalled = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => std::future::pending::<()>().await,
+            _ = tick.tick() => {}
+        }
+        match health.assess() {
+            Assessment::Stalled(why) => {
+                metrics.stalled.set(1);
+                if exit_on_stall {
+                    return why;
+                }
+                if !was_stalled {
+                    tracing::error!(reason = %why, "stalled: /readyz answers 503 (health.exit_on_stall is off)");
+                }
+                was_stalled = true;
+            }
+            _ => {
+                if was_stalled {
+                    tracing::info!("no longer stalled");
+                }
+                metrics.stalled.set(0);
+                was_stalled = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A health record of a relay with partitions and records taken whose
+    /// consumer thread keeps polling, stalled after 1 s without progress.
+    fn holding_work() -> (Arc<Health>, tokio::task::JoinHandle<()>) {
+        let health = Arc::new(Health::new(Duration::from_secs(1)));
+        health.set_assigned(2);
+        health.polled();
+        health.set_holds_work(true);
+        let h = health.clone();
+        let polling = tokio::spawn(async move {
+            loop {
+                h.polled();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        (health, polling)
+    }
+
+    #[tokio::test]
+    async fn a_relay_holding_work_without_progress_is_reported_stalled_and_stops() {
+        let (health, polling) = holding_work();
+        let metrics = metrics::RelayMetrics::new();
+        let why = tokio::time::timeout(
+            Duration::from_secs(10),
+            watch_health(
+                health.clone(),
+                metrics.clone(),
+                true,
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no stall reported within 10 s"));
+        polling.abort();
+        assert!(why.contains("nothing scheduled"), "{why}");
+        assert_eq!(metrics.stalled.get(), 1);
+        assert!(matches!(health.assess(), Assessment::Stalled(_)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_relay_is_not_stalled() {
+        let (health, polling) = holding_work();
+        health.waiting_for(Duration::from_secs(3600));
+        let metrics = metrics::RelayMetrics::new();
+        let watched = tokio::time::timeout(
+            Duration::from_millis(2_500),
+            watch_health(
+                health.clone(),
+                metrics.clone(),
+                true,
+                CancellationToken::new(),
+            ),
+        )
+        .await;
+        polling.abort();
+        assert!(watched.is_err(), "a known wait of an hour is not a stall");
+        assert_eq!(metrics.stalled.get(), 0);
+        assert_eq!(health.assess(), Assessment::Ready);
     }
 }

@@ -151,10 +151,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in config.warnings() {
                 tracing::warn!("config: {w}");
             }
-            cpn_relay::run(config, shutdown_signal())
-                .await
-                .context("relay")?;
-            Ok(ExitCode::SUCCESS)
+            match cpn_relay::run(config, shutdown_signal()).await {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(e) => {
+                    let code = e.exit_code();
+                    eprintln!("error: relay: {:#}", anyhow::Error::from(e));
+                    Ok(ExitCode::from(code))
+                }
+            }
         }
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {

@@ -30,6 +30,10 @@ pub struct RelayMetrics {
     pub circuit_state: IntGauge,
     /// Times the circuit opened.
     pub circuit_opened: IntCounter,
+    /// 1 while the circuit is open because the target rejects the relay.
+    pub target_rejecting: IntGauge,
+    /// 1 while the relay holds work without progress (see `health`).
+    pub stalled: IntGauge,
     /// Partitions paused (window full or circuit open).
     pub paused_partitions: IntGauge,
     /// Partitions assigned to this relay.
@@ -148,6 +152,16 @@ impl RelayMetrics {
                 &r,
                 "cpn_relay_circuit_opened_total",
                 "Times the circuit opened",
+            ),
+            target_rejecting: gauge(
+                &r,
+                "cpn_relay_target_rejecting",
+                "1 while the target rejects every chain alike (4xx/3xx in a row): records are held, not dead-lettered",
+            ),
+            stalled: gauge(
+                &r,
+                "cpn_relay_stalled",
+                "1 while the relay holds unfinished records with nothing in flight and nothing scheduled",
             ),
             paused_partitions: gauge(
                 &r,

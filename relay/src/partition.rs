@@ -7,8 +7,11 @@
 //! [`OffsetWatermark`] only.
 //!
 //! The consumer thread feeds records in; closing the feed means "settle":
-//! finish what was taken, then stop. Cancelling the token abandons whatever
-//! is left (not finished, not committed: Kafka redelivers it).
+//! finish what was taken, then stop. The `drain` token, cancelled when
+//! settling starts, makes records that would have to wait (an open circuit,
+//! a backoff, the budget) give up at once instead. Cancelling `cancel`
+//! abandons whatever is left. Given-up and abandoned records are not
+//! finished, not committed: Kafka redelivers them.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -22,20 +25,33 @@ use tokio_util::sync::CancellationToken;
 use crate::delivery::{Finished, Record, SharedDeliverer};
 use crate::watermark::OffsetWatermark;
 
-/// Takes one record to its end (`None`: cancelled first). The worker calls it
-/// once per record, in per-chain order; in the relay it is
-/// [`delivering`], and tests pass their own.
-pub type Process =
-    Arc<dyn Fn(Record, CancellationToken) -> BoxFuture<'static, Option<Finished>> + Send + Sync>;
+/// Takes one record to its end (`None`: abandoned or given up first). The
+/// worker calls it once per record, in per-chain order, with its [`Stops`];
+/// in the relay it is [`delivering`], and tests pass their own.
+pub type Process = Arc<dyn Fn(Record, Stops) -> BoxFuture<'static, Option<Finished>> + Send + Sync>;
+
+/// When a record's delivery stops short of its end.
+#[derive(Debug, Clone)]
+pub struct Stops {
+    /// Abandon at once, even a request in flight.
+    pub cancel: CancellationToken,
+    /// The partition is settling: finish a request in flight, but give up
+    /// instead of waiting (circuit, backoff, budget).
+    pub drain: CancellationToken,
+}
 
 /// The relay's [`Process`]: [`crate::delivery::Deliverer::process`], counted
-/// in the in-flight gauge while it runs (aborted runs included).
-pub fn delivering(deliverer: SharedDeliverer) -> Process {
-    Arc::new(move |rec, cancel| {
+/// in the in-flight gauge while it runs (aborted runs included), and noted
+/// as progress when it ends.
+pub fn delivering(deliverer: SharedDeliverer, health: Arc<crate::health::Health>) -> Process {
+    Arc::new(move |rec, stops| {
         let d = deliverer.clone();
+        let health = health.clone();
         Box::pin(async move {
             let _gauge = InFlight::enter(&d.metrics.in_flight);
-            d.process(&rec, &cancel).await
+            let out = d.process(&rec, &stops, &health).await;
+            health.progress();
+            out
         })
     })
 }
@@ -76,8 +92,13 @@ pub async fn run_worker(
     state: Arc<PartitionState>,
     process: Process,
     cancel: CancellationToken,
+    drain: CancellationToken,
     fatal: CancellationToken,
 ) {
+    let stops = Stops {
+        cancel: cancel.clone(),
+        drain,
+    };
     let mut watermark = OffsetWatermark::new();
     // Per chain: records waiting for the one in flight before them.
     let mut waiting: HashMap<u64, VecDeque<Record>> = HashMap::new();
@@ -87,7 +108,7 @@ pub async fn run_worker(
     let start = |running: &mut JoinSet<(u64, i64, Option<Finished>)>, rec: Record| {
         let key = rec.key_hash();
         let offset = rec.offset;
-        let run = process(rec, cancel.clone());
+        let run = process(rec, stops.clone());
         running.spawn(async move { (key, offset, run.await) });
     };
 
@@ -212,12 +233,12 @@ mod tests {
     /// sooner (a worker that let a chain's records overlap would log them out
     /// of order); panics at `panic_at`; waits for cancellation at `hang_at`.
     fn recorder(log: Log, panic_at: Option<i64>, hang_at: Option<i64>) -> Process {
-        Arc::new(move |rec: Record, cancel: CancellationToken| {
+        Arc::new(move |rec: Record, stops: Stops| {
             let log = log.clone();
             Box::pin(async move {
                 assert_ne!(Some(rec.offset), panic_at, "injected panic");
                 if Some(rec.offset) == hang_at {
-                    cancel.cancelled().await;
+                    stops.cancel.cancelled().await;
                     return None;
                 }
                 let ms = u64::try_from(40 - rec.offset.min(40)).unwrap_or(0);
@@ -254,6 +275,7 @@ mod tests {
             state.clone(),
             process,
             cancel.clone(),
+            CancellationToken::new(),
             fatal.clone(),
         ));
         (join, state)

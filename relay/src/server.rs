@@ -1,5 +1,6 @@
 //! `/metrics` (Prometheus text), `/healthz` (process up) and `/readyz`
-//! (joined the group and polling).
+//! (partitions assigned, and making progress or legitimately waiting: see
+//! [`crate::health`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,13 +12,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::consumer::Readiness;
+use crate::health::{Assessment, Health};
 use crate::metrics::RelayMetrics;
 
 #[derive(Clone)]
 struct AppState {
     metrics: RelayMetrics,
-    readiness: Arc<Readiness>,
+    health: Arc<Health>,
 }
 
 /// Binds `addr` and serves until `stop` fires. Returns the bound address.
@@ -27,7 +28,7 @@ struct AppState {
 pub async fn serve(
     addr: SocketAddr,
     metrics: RelayMetrics,
-    readiness: Arc<Readiness>,
+    health: Arc<Health>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -36,7 +37,7 @@ pub async fn serve(
         .route("/metrics", get(metrics_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
-        .with_state(AppState { metrics, readiness });
+        .with_state(AppState { metrics, health });
     tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(stop.cancelled_owned())
@@ -56,12 +57,12 @@ async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
-    if s.readiness.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (
+    match s.health.assess() {
+        Assessment::Ready => (StatusCode::OK, "ready\n".to_owned()),
+        Assessment::NotReady(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: not yet assigned or not polling\n",
-        )
+            format!("not ready: {why}\n"),
+        ),
+        Assessment::Stalled(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("stalled: {why}\n")),
     }
 }
