@@ -388,4 +388,5 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Result<std::collections::BTree
     Ok(out)
 }
 
+pub mod rawhttp;
 pub mod relay;

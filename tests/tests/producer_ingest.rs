@@ -1,15 +1,17 @@
 //! HTTP ingest (`cpn-producer serve`, run in-process through
 //! `cpn_producer::ingest::Server`) against the real broker: a 2xx only once
 //! Kafka holds the event, and every refusal path (400, 413, 415, 503 with
-//! Retry-After) with nothing stored that was not accepted. Fresh topic per
-//! test; fails (never skips) without a broker.
+//! Retry-After) with nothing stored that was not accepted. Clients that
+//! misbehave on the wire, written by hand in [`cpn_e2e::rawhttp`]: a 413
+//! reaches a client that writes its whole body before reading.
+//! Fresh topic per test; fails (never skips) without a broker.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use cpn_e2e::{ReadRecord, broker, create_topic, read_all, unique, wait_for};
+use cpn_e2e::{ReadRecord, broker, create_topic, rawhttp, read_all, unique, wait_for};
 use cpn_producer::ingest::{BATCH_ROUTE, SINGLE_ROUTE, ServeConfig, Server};
 use cpn_producer::{Metrics, PublisherConfig, Record};
 use cpn_schema::ContactProcessed;
@@ -549,4 +551,94 @@ async fn shutdown_lets_a_request_in_flight_finish_with_its_acknowledgement() -> 
         records.len()
     );
     Ok(())
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_answered_413_even_to_a_client_that_writes_it_all_first() -> Result<()>
+{
+    let brokers = broker()?;
+    let topic = unique("ingest-drain");
+    create_topic(&brokers, &topic, 1).await?;
+    let mut c = config(&brokers, &topic);
+    c.max_body_bytes = 4096;
+    let server = Running::start(c).await?;
+    // The client must still be writing when the server has decided: a
+    // server that closes then resets the connection, and the client sees a
+    // broken pipe, not the 413. On loopback a client can hand several MiB
+    // to its kernel at once (Linux grows a send buffer to 4 MiB), so
+    // Python writes 8 MiB (below the 16 MiB the server reads after its
+    // answer), and the raw client 2 MiB in 16 KiB pieces 1 ms apart.
+    const PYTHON_BODY: usize = 8 << 20;
+    const OVERSIZED: usize = 2 << 20;
+
+    for attempt in 1..=5 {
+        let said = rawhttp::python_http_client_post(server.addr, SINGLE_ROUTE, PYTHON_BODY).await?;
+        assert!(
+            said.starts_with("413 ") && said.contains("longer than the limit of 4096 bytes"),
+            "python http.client, try {attempt}: {said}"
+        );
+    }
+    let body = vec![b' '; OVERSIZED];
+    let declared = rawhttp::request("POST", SINGLE_ROUTE, &[JSON], &body, None);
+    let chunk = vec![b' '; 64 * 1024];
+    let chunks: Vec<&[u8]> =
+        std::iter::repeat_n(chunk.as_slice(), OVERSIZED / chunk.len()).collect();
+    let chunked = rawhttp::chunked_post(SINGLE_ROUTE, &[JSON], &chunks);
+    let batch = rawhttp::request(
+        "POST",
+        BATCH_ROUTE,
+        &[("Content-Type", "application/x-ndjson")],
+        &body,
+        None,
+    );
+    for attempt in 1..=5 {
+        for (what, req) in [
+            ("content-length", &declared),
+            ("chunked", &chunked),
+            ("batch", &batch),
+        ] {
+            let reply = rawhttp::write_paced_then_read(
+                server.addr,
+                req,
+                16 * 1024,
+                Duration::from_millis(1),
+                Duration::from_secs(20),
+            )
+            .await?;
+            assert_eq!(
+                reply.status(),
+                Some(413),
+                "{what}, try {attempt}: {}",
+                short(&reply)
+            );
+            // The unread rest makes the connection unusable: said so.
+            assert!(
+                matches!(&reply, rawhttp::Reply::Response { text, .. }
+                    if text.to_ascii_lowercase().contains("connection: close")),
+                "{what}: {}",
+                short(&reply)
+            );
+        }
+    }
+
+    // Nothing reached Kafka, and the server still takes a valid event.
+    assert!(read_all(&brokers, &topic)?.is_empty());
+    let (status, _, _) = post_as_ocs(
+        &reqwest::Client::new(),
+        &server.url(SINGLE_ROUTE),
+        &sample("sms-minimal.json")?,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read_all(&brokers, &topic)?.len(), 1);
+    server.shutdown().await??;
+    Ok(())
+}
+
+/// A reply for a failure message, without megabytes of body.
+fn short(reply: &rawhttp::Reply) -> String {
+    let text = format!("{reply:?}");
+    text.chars().take(400).collect()
 }

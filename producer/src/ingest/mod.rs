@@ -14,8 +14,13 @@
 //! accepting, requests in flight finish (each bounded by `ack_timeout`), and
 //! the producer is flushed. Not here: TLS and authentication (terminate them
 //! in front, as OCS deployments do with a proxy).
+//!
+//! [`accept`] serves the connections; [`linger`] makes sure an early
+//! refusal reaches a client that writes its whole body first.
 
+pub mod accept;
 pub mod content_type;
+pub mod linger;
 pub mod ready;
 pub mod response;
 mod routes;
@@ -32,6 +37,8 @@ use tracing::info;
 
 use crate::config::PublisherConfig;
 use crate::publisher::{FlushError, Publisher, PublisherError};
+use accept::ConnectionLimits;
+use linger::LingerBounds;
 use ready::Readiness;
 
 /// Default `--max-body-bytes`: 1 MiB, far above a ~1.3 KB event and within
@@ -103,9 +110,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// The HTTP server failed.
-    #[error("http server failed")]
-    Serve(#[source] std::io::Error),
     /// Shutdown could not flush every outstanding event.
     #[error("shutdown: not every event was acknowledged")]
     Flush(#[source] FlushError),
@@ -126,6 +130,7 @@ pub(crate) struct App {
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    limits: ConnectionLimits,
     shutdown_timeout: Duration,
 }
 
@@ -163,6 +168,9 @@ impl Server {
         Ok(Self {
             listener,
             app,
+            limits: ConnectionLimits {
+                linger: LingerBounds::default(),
+            },
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -185,8 +193,8 @@ impl Server {
     /// in flight finish, and flushes the producer.
     ///
     /// # Errors
-    /// [`ServeError::Serve`] if the server fails, [`ServeError::Flush`] if
-    /// events were still unacknowledged after `shutdown_timeout`.
+    /// [`ServeError::Flush`] if events were still unacknowledged after
+    /// `shutdown_timeout`.
     pub async fn run<F>(self, shutdown: F) -> Result<(), ServeError>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -198,10 +206,7 @@ impl Server {
             topic = self.app.publisher.topic(),
             "ingest server listening"
         );
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServeError::Serve)?;
+        accept::serve(self.listener, router, self.limits, shutdown).await;
         info!("ingest server stopped accepting; flushing the producer");
         self.app
             .publisher

@@ -5,7 +5,8 @@
 //! |---|---|
 //! | every event acknowledged by Kafka | 200, [`Accepted`] / [`BatchReport`] |
 //! | an event is invalid (batch: and no Kafka failure) | 400, [`ErrorBody`] / [`BatchReport`] |
-//! | body larger than `--max-body-bytes`, or than Kafka takes | 413, [`ErrorBody`] |
+//! | body larger than `--max-body-bytes` | 413 + `Connection: close`, [`ErrorBody`] |
+//! | event larger than Kafka takes | 413, [`ErrorBody`] |
 //! | `Content-Type` not JSON / NDJSON in UTF-8 | 415, [`ErrorBody`] |
 //! | Kafka did not acknowledge within `--ack-timeout-ms` | 503 + `Retry-After`, [`ErrorBody`] / [`BatchReport`] |
 
@@ -215,7 +216,17 @@ impl IntoResponse for IngestError {
             } => Some(*retry_after_secs),
             _ => None,
         };
-        let response = (status, Json(self.body())).into_response();
+        // The rest of the body is not read (the lingering close discards
+        // it), so the connection cannot carry another request: say so, or
+        // a keep-alive client would send its next request into a closing
+        // connection.
+        let close = matches!(self, IngestError::BodyTooLarge { .. });
+        let mut response = (status, Json(self.body())).into_response();
+        if close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         match retry_after {
             Some(secs) => with_retry_after(response, secs),
             None => response,
@@ -253,6 +264,12 @@ mod tests {
         let r = IngestError::BodyTooLarge { max_body_bytes: 10 }.into_response();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(r.headers()[header::CONNECTION], "close");
+        let r = IngestError::EventTooLarge {
+            reason: "too big".into(),
+        }
+        .into_response();
+        assert!(r.headers().get(header::CONNECTION).is_none());
         assert_eq!(
             IngestError::Invalid(vec![]).status(),
             StatusCode::BAD_REQUEST

@@ -55,6 +55,7 @@ fn check_content_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<(), Ing
 
 /// Reads the whole body, refusing more than `max` bytes without buffering
 /// them (a declared `Content-Length` above the limit is refused unread).
+/// The unread rest is the lingering close's to discard.
 async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, IngestError> {
     let too_large = || IngestError::BodyTooLarge {
         max_body_bytes: max,

@@ -1,0 +1,140 @@
+//! The ingest server's accept loop: what one connection may cost before a
+//! request reaches a handler.
+//!
+//! - Each connection speaks HTTP/1.1 through hyper (as `axum::serve` did,
+//!   but with the connection in our hands).
+//! - Each connection closes through a [`LingeringClose`], so an early
+//!   answer reaches a client still writing its body.
+//!
+//! On shutdown: stop accepting (close the listener), let every connection
+//! finish its request in flight, then return. Not here: routes, the body
+//! limit and the body read timeout (`routes`).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinError, JoinSet};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, warn};
+
+use super::linger::{LingerBounds, LingeringClose};
+
+/// Pause after an `accept` failure that is not about one connection (out
+/// of file descriptors): retrying at once would spin.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// What a connection may cost before its request reaches a handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// What closing a connection may read and wait for.
+    pub linger: LingerBounds,
+}
+
+impl ConnectionLimits {
+    /// hyper's HTTP/1 settings for these limits.
+    fn http1(&self) -> http1::Builder {
+        http1::Builder::new()
+    }
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown`
+/// resolves, then stops accepting and waits for every connection to finish.
+pub(crate) async fn serve<F>(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: F,
+) where
+    F: Future<Output = ()>,
+{
+    let http = limits.http1();
+    let stop = CancellationToken::new();
+    let mut connections = JoinSet::new();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(done) = connections.join_next() => {
+                report(done);
+                continue;
+            }
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    warn!(error = %e, "accept failed; retrying in 1 s");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(ACCEPT_RETRY_DELAY) => continue,
+                    }
+                }
+            },
+        };
+        let http = http.clone();
+        let service = TowerToHyperService::new(router.clone());
+        let stop = stop.clone();
+        let linger = limits.linger;
+        connections.spawn(async move {
+            serve_connection(&http, stream, peer, service, linger, &stop).await;
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    while let Some(done) = connections.join_next().await {
+        report(done);
+    }
+}
+
+/// Serves one connection until it closes, or finishes its request in
+/// flight once `stop` is cancelled.
+async fn serve_connection(
+    http: &http1::Builder,
+    stream: TcpStream,
+    peer: SocketAddr,
+    service: TowerToHyperService<Router>,
+    linger: LingerBounds,
+    stop: &CancellationToken,
+) {
+    let io = TokioIo::new(LingeringClose::new(stream, linger));
+    let mut conn = pin!(http.serve_connection(io, service));
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        () = stop.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    // Header read timeouts, resets and malformed requests: per-connection
+    // detail, not an operator's concern.
+    if let Err(e) = ended {
+        debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Logs a connection task that panicked (it is gone; the server goes on).
+fn report(done: Result<(), JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        error!(error = %e, "an ingest connection task panicked");
+    }
+}
+
+/// An `accept` failure about one connection only (it was reset while
+/// queued): nothing to wait for.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
