@@ -167,6 +167,46 @@ pub async fn write_paced_then_read(
     Ok(read_reply(&mut conn, until).await)
 }
 
+/// Writes `head`, then `drip` one byte every `every`, until the server ends
+/// the connection or `give_up` passes. Returns how long the server took to
+/// end it and what it answered, or `None` if it was still open at `give_up`.
+///
+/// # Errors
+/// The connection could not be opened or `head` not written.
+pub async fn dribble_until_closed(
+    addr: SocketAddr,
+    head: &[u8],
+    drip: &[u8],
+    every: Duration,
+    give_up: Duration,
+) -> Result<Option<(Duration, Reply)>> {
+    let start = Instant::now();
+    let mut conn = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    conn.write_all(head).await.context("writing the head")?;
+    let mut buf = [0u8; 4096];
+    for byte in drip.iter().cycle() {
+        if start.elapsed() > give_up {
+            return Ok(None);
+        }
+        if conn.write_all(std::slice::from_ref(byte)).await.is_err() {
+            let reply = read_reply(&mut conn, Instant::now() + Duration::from_secs(5)).await;
+            return Ok(Some((start.elapsed(), reply)));
+        }
+        match tokio::time::timeout(every, conn.peek(&mut buf)).await {
+            // Still open and silent: drip on.
+            Err(_) => {}
+            // An answer, a close or a reset: read what there is.
+            Ok(_) => {
+                let reply = read_reply(&mut conn, Instant::now() + Duration::from_secs(5)).await;
+                return Ok(Some((start.elapsed(), reply)));
+            }
+        }
+    }
+    Ok(None)
+}
+
 /// POSTs `size` bytes of body to `http://addr{path}` with Python's
 /// `http.client` (`python3` on the `PATH`), which writes headers and the
 /// whole body before it reads; returns what the script printed: `STATUS

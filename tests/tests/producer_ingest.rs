@@ -3,7 +3,8 @@
 //! Kafka holds the event, and every refusal path (400, 413, 415, 503 with
 //! Retry-After) with nothing stored that was not accepted. Clients that
 //! misbehave on the wire, written by hand in [`cpn_e2e::rawhttp`]: a 413
-//! reaches a client that writes its whole body before reading.
+//! reaches a client that writes its whole body before reading, slow headers
+//! are cut off after their timeout, and oversized headers get 431.
 //! Fresh topic per test; fails (never skips) without a broker.
 
 use std::collections::HashMap;
@@ -553,6 +554,13 @@ async fn shutdown_lets_a_request_in_flight_finish_with_its_acknowledgement() -> 
     Ok(())
 }
 
+/// Short connection bounds, so a test can watch them act: 1 s to send the
+/// headers.
+fn bounded(mut c: ServeConfig) -> ServeConfig {
+    c.header_read_timeout = Duration::from_secs(1);
+    c
+}
+
 const JSON: (&str, &str) = ("Content-Type", "application/json");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,4 +649,92 @@ async fn an_oversized_body_is_answered_413_even_to_a_client_that_writes_it_all_f
 fn short(reply: &rawhttp::Reply) -> String {
     let text = format!("{reply:?}");
     text.chars().take(400).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slow_to_send_its_headers_is_cut_off_after_the_header_read_timeout() -> Result<()>
+{
+    let brokers = broker()?;
+    let topic = unique("ingest-slowloris");
+    create_topic(&brokers, &topic, 1).await?;
+    let server = Running::start(bounded(config(&brokers, &topic))).await?;
+
+    // Slow-loris: a header byte every 100 ms, never the blank line.
+    let head = format!("POST {SINGLE_ROUTE} HTTP/1.1\r\nHost: cpn-test\r\n");
+    let cut = rawhttp::dribble_until_closed(
+        server.addr,
+        head.as_bytes(),
+        b"X-Slow: abcdefgh\r\n",
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let (after, reply) = cut.context("still open after 10 s with a 1 s header read timeout")?;
+    assert!(
+        !matches!(reply.status(), Some(s) if s < 400),
+        "slow headers answered after {after:?}: {reply:?}"
+    );
+
+    // A connection that sends nothing at all is closed too.
+    let reply = rawhttp::write_whole_then_read(server.addr, b"", Duration::from_secs(10)).await?;
+    assert!(
+        matches!(reply, rawhttp::Reply::NoResponse(_)),
+        "a silent connection: {reply:?}"
+    );
+
+    // The bound is per request head, not per connection: a prompt client
+    // is served as before.
+    let (status, _, _) = post_as_ocs(
+        &reqwest::Client::new(),
+        &server.url(SINGLE_ROUTE),
+        &sample("sms-minimal.json")?,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_over_max_header_bytes_are_refused_with_431() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-bigheaders");
+    create_topic(&brokers, &topic, 1).await?;
+    let mut c = config(&brokers, &topic);
+    c.max_header_bytes = 8192;
+    let server = Running::start(c).await?;
+    let body = sample("sms-minimal.json")?;
+
+    let big = "a".repeat(64 * 1024);
+    let req = rawhttp::request(
+        "POST",
+        SINGLE_ROUTE,
+        &[JSON, ("X-Padding", &big)],
+        &body,
+        None,
+    );
+    for attempt in 1..=3 {
+        let reply =
+            rawhttp::write_whole_then_read(server.addr, &req, Duration::from_secs(10)).await?;
+        assert_eq!(
+            reply.status(),
+            Some(431),
+            "try {attempt}: {}",
+            short(&reply)
+        );
+    }
+    // Within the bound: served.
+    let fits = "a".repeat(6 * 1024);
+    let req = rawhttp::request(
+        "POST",
+        SINGLE_ROUTE,
+        &[JSON, ("X-Padding", &fits)],
+        &body,
+        None,
+    );
+    let reply = rawhttp::write_whole_then_read(server.addr, &req, Duration::from_secs(20)).await?;
+    assert_eq!(reply.status(), Some(200), "{reply:?}");
+    assert_eq!(read_all(&brokers, &topic)?.len(), 1);
+    server.shutdown().await??;
+    Ok(())
 }

@@ -1,8 +1,11 @@
 //! The ingest server's accept loop: what one connection may cost before a
 //! request reaches a handler.
 //!
-//! - Each connection speaks HTTP/1.1 through hyper (as `axum::serve` did,
-//!   but with the connection in our hands).
+//! - Each connection speaks HTTP/1.1 through hyper with a header read
+//!   timeout (a request head must arrive within it, counted from the
+//!   connection's start or the end of the previous response, so it also
+//!   bounds an idle keep-alive connection) and a bound on the request
+//!   head's size (hyper answers 431 past it).
 //! - Each connection closes through a [`LingeringClose`], so an early
 //!   answer reaches a client still writing its body.
 //!
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinError, JoinSet};
@@ -26,6 +29,10 @@ use tracing::{debug, error, warn};
 
 use super::linger::{LingerBounds, LingeringClose};
 
+/// Largest read buffer of one connection unless the header bound needs more:
+/// 64 KiB (hyper's default is ~400 KiB), which bounds the memory of a
+/// connection reading a body at that plus the body itself.
+pub const READ_BUF_BYTES: usize = 64 * 1024;
 /// Pause after an `accept` failure that is not about one connection (out
 /// of file descriptors): retrying at once would spin.
 const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -33,6 +40,10 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// What a connection may cost before its request reaches a handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
+    /// How long a request head may take to arrive.
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
     /// What closing a connection may read and wait for.
     pub linger: LingerBounds,
 }
@@ -40,7 +51,14 @@ pub struct ConnectionLimits {
 impl ConnectionLimits {
     /// hyper's HTTP/1 settings for these limits.
     fn http1(&self) -> http1::Builder {
-        http1::Builder::new()
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .max_header_size(self.max_header_bytes)
+            // hyper panics below 8 KiB; READ_BUF_BYTES is 64 KiB. A head
+            // may fill the buffer, so it is at least the head bound.
+            .max_buf_size(self.max_header_bytes.max(READ_BUF_BYTES));
+        http
     }
 }
 

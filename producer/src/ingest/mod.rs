@@ -15,8 +15,10 @@
 //! the producer is flushed. Not here: TLS and authentication (terminate them
 //! in front, as OCS deployments do with a proxy).
 //!
-//! [`accept`] serves the connections; [`linger`] makes sure an early
-//! refusal reaches a client that writes its whole body first.
+//! Bad input costs at most its bound: [`accept`] caps the time to send a
+//! request head and the head's size; [`routes`] caps the body's size;
+//! [`linger`] makes sure an early refusal reaches a client that writes its
+//! whole body first.
 
 pub mod accept;
 pub mod content_type;
@@ -51,6 +53,14 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
 /// Default deadline for flushing the producer at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `--header-read-timeout-ms`: a request head is a few hundred
+/// bytes; 10 s is ample on any link and cuts a slow-loris client off.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--max-header-bytes`: 16 KiB, as Node.js; OCS sends well under
+/// 1 KiB, proxies in front add some.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Smallest `--max-header-bytes`: a request line and a few headers.
+pub const MIN_MAX_HEADER_BYTES: usize = 1024;
 
 /// Route of the single-event endpoint.
 pub const SINGLE_ROUTE: &str = "/v1/contact-processed";
@@ -72,6 +82,12 @@ pub struct ServeConfig {
     pub retry_after_secs: u64,
     /// How long shutdown waits for outstanding acknowledgements.
     pub shutdown_timeout: Duration,
+    /// How long a request's head (request line and headers) may take to
+    /// arrive, from the connection's start or the end of the previous
+    /// response; then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Largest request head, in bytes; larger gets 431.
+    pub max_header_bytes: usize,
 }
 
 impl ServeConfig {
@@ -85,6 +101,37 @@ impl ServeConfig {
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+        }
+    }
+
+    /// Checks every bound once, before anything is created.
+    ///
+    /// # Errors
+    /// [`ServeError::Config`] naming the first option out of range.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        let too_small = |option, min| Err(ServeError::Config { option, min });
+        if self.max_body_bytes == 0 {
+            return too_small("max-body-bytes", 1);
+        }
+        if self.ack_timeout.is_zero() {
+            return too_small("ack-timeout-ms", 1);
+        }
+        if self.header_read_timeout.is_zero() {
+            return too_small("header-read-timeout-ms", 1);
+        }
+        if self.max_header_bytes < MIN_MAX_HEADER_BYTES {
+            return too_small("max-header-bytes", MIN_MAX_HEADER_BYTES as u64);
+        }
+        Ok(())
+    }
+
+    fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            linger: LingerBounds::default(),
         }
     }
 }
@@ -92,11 +139,13 @@ impl ServeConfig {
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// `max-body-bytes` or `ack-timeout-ms` is zero.
-    #[error("{option}: must be at least 1")]
+    /// An option is below its smallest value (a zero timeout or limit).
+    #[error("{option}: must be at least {min}")]
     Config {
         /// The offending option.
         option: &'static str,
+        /// Its smallest value.
+        min: u64,
     },
     /// The Kafka producer could not be built.
     #[error("could not create the kafka producer")]
@@ -140,16 +189,7 @@ impl Server {
     /// # Errors
     /// [`ServeError`] for a bad configuration or an address in use.
     pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
-        if config.max_body_bytes == 0 {
-            return Err(ServeError::Config {
-                option: "max-body-bytes",
-            });
-        }
-        if config.ack_timeout.is_zero() {
-            return Err(ServeError::Config {
-                option: "ack-timeout-ms",
-            });
-        }
+        config.validate()?;
         let publisher = Publisher::new(&config.publisher).map_err(ServeError::Publisher)?;
         let listener =
             TcpListener::bind(&config.listen)
@@ -168,9 +208,7 @@ impl Server {
         Ok(Self {
             listener,
             app,
-            limits: ConnectionLimits {
-                linger: LingerBounds::default(),
-            },
+            limits: config.connection_limits(),
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -241,4 +279,46 @@ fn router(app: Arc<App>) -> Router {
             routes::track,
         ))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServeConfig {
+        ServeConfig::new(PublisherConfig::new("127.0.0.1:1", "t"), "127.0.0.1:0")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(config().validate().is_ok());
+    }
+
+    #[test]
+    fn every_bound_below_its_minimum_is_refused_naming_the_option() {
+        type Break = fn(&mut ServeConfig);
+        let cases: [(&str, Break); 4] = [
+            ("max-body-bytes: must be at least 1", |c| {
+                c.max_body_bytes = 0
+            }),
+            ("ack-timeout-ms: must be at least 1", |c| {
+                c.ack_timeout = Duration::ZERO
+            }),
+            ("header-read-timeout-ms: must be at least 1", |c| {
+                c.header_read_timeout = Duration::ZERO
+            }),
+            ("max-header-bytes: must be at least 1024", |c| {
+                c.max_header_bytes = 1023
+            }),
+        ];
+        for (expected, break_it) in cases {
+            let mut c = config();
+            break_it(&mut c);
+            let e = c.validate().expect_err(expected);
+            assert_eq!(e.to_string(), expected);
+        }
+        let mut c = config();
+        c.max_header_bytes = MIN_MAX_HEADER_BYTES;
+        assert!(c.validate().is_ok());
+    }
 }
