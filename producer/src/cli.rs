@@ -98,8 +98,9 @@ pub enum Command {
     /// POST /v1/contact-processed takes one event as OCS posts it; POST
     /// /v1/contact-processed/batch takes NDJSON. A 2xx is sent only after
     /// Kafka acknowledged every event of the request; 400 lists each field
-    /// problem; 413 above --max-body-bytes; 415 for a non-JSON Content-Type;
-    /// 431 for a request head above --max-header-bytes; 503
+    /// problem; 408 when the body does not arrive within
+    /// --body-read-timeout-ms; 413 above --max-body-bytes; 415 for a non-JSON
+    /// Content-Type; 431 for a request head above --max-header-bytes; 503
     /// with Retry-After when Kafka does not acknowledge within
     /// --ack-timeout-ms. Also GET /healthz, /readyz, /metrics. SIGTERM or
     /// Ctrl-C: stop accepting, finish requests in flight, flush, exit.
@@ -247,6 +248,10 @@ pub struct ServeArgs {
     /// is kept.
     #[arg(long, env = "CPN_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's whole body once its
+    /// headers arrived (then: 408 and the connection is closed).
+    #[arg(long, env = "CPN_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_read_timeout_ms: u64,
     /// Largest request line and headers together, in bytes (larger: 431).
     #[arg(long, env = "CPN_MAX_HEADER_BYTES", default_value_t = ingest::DEFAULT_MAX_HEADER_BYTES,
           value_parser = header_limit())]
@@ -489,6 +494,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         retry_after_secs: args.retry_after_secs,
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         max_header_bytes: args.max_header_bytes,
     };
     ingest::run(config, async {
@@ -604,15 +610,25 @@ mod tests {
         };
         let s = parse(&[]).expect("defaults");
         assert_eq!(s.header_read_timeout_ms, 10_000);
+        assert_eq!(s.body_read_timeout_ms, 30_000);
         assert_eq!(s.max_header_bytes, ingest::DEFAULT_MAX_HEADER_BYTES);
         let s = parse(&[
             "--header-read-timeout-ms",
             "1500",
+            "--body-read-timeout-ms",
+            "2500",
             "--max-header-bytes",
             "1024",
         ])
         .expect("in range");
-        assert_eq!((s.header_read_timeout_ms, s.max_header_bytes), (1500, 1024));
+        assert_eq!(
+            (
+                s.header_read_timeout_ms,
+                s.body_read_timeout_ms,
+                s.max_header_bytes
+            ),
+            (1500, 2500, 1024)
+        );
         let e = parse(&["--max-header-bytes", "1023"]).expect_err("below 1 KiB");
         assert!(e.to_string().contains("--max-header-bytes"), "{e}");
         let e = parse(&["--max-header-bytes", "1048577"]).expect_err("above 1 MiB");

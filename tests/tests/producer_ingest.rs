@@ -4,7 +4,8 @@
 //! Retry-After) with nothing stored that was not accepted. Clients that
 //! misbehave on the wire, written by hand in [`cpn_e2e::rawhttp`]: a 413
 //! reaches a client that writes its whole body before reading, slow headers
-//! are cut off after their timeout, and oversized headers get 431.
+//! and short bodies are cut off after their timeouts (408 for the body),
+//! and oversized headers get 431.
 //! Fresh topic per test; fails (never skips) without a broker.
 
 use std::collections::HashMap;
@@ -555,9 +556,10 @@ async fn shutdown_lets_a_request_in_flight_finish_with_its_acknowledgement() -> 
 }
 
 /// Short connection bounds, so a test can watch them act: 1 s to send the
-/// headers.
+/// headers, 1 s to send the body.
 fn bounded(mut c: ServeConfig) -> ServeConfig {
     c.header_read_timeout = Duration::from_secs(1);
+    c.body_read_timeout = Duration::from_secs(1);
     c
 }
 
@@ -691,6 +693,56 @@ async fn a_client_slow_to_send_its_headers_is_cut_off_after_the_header_read_time
     )
     .await?;
     assert_eq!(status, StatusCode::OK);
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_shorter_than_declared_or_too_slow_gets_408_after_the_body_read_timeout()
+-> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-shortbody");
+    create_topic(&brokers, &topic, 1).await?;
+    let server = Running::start(bounded(config(&brokers, &topic))).await?;
+    let body = sample("sms-minimal.json")?;
+
+    // Content-Length 50 more than sent, then waiting for the answer.
+    for route in [SINGLE_ROUTE, BATCH_ROUTE] {
+        let req = rawhttp::request("POST", route, &[JSON], &body, Some(body.len() + 50));
+        let reply =
+            rawhttp::write_whole_then_read(server.addr, &req, Duration::from_secs(10)).await?;
+        let rawhttp::Reply::Response { status, text } = &reply else {
+            panic!("{route}: no response: {reply:?}")
+        };
+        assert_eq!(*status, 408, "{route}: {text}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+
+    // The whole body is bounded, not the pause between bytes: a body that
+    // keeps coming a byte every 100 ms is cut as well.
+    let head = rawhttp::request("POST", SINGLE_ROUTE, &[JSON], b"", Some(body.len()));
+    let cut = rawhttp::dribble_until_closed(
+        server.addr,
+        &head,
+        &body,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let (after, reply) = cut.context("a dripped body still read after 10 s")?;
+    assert_eq!(reply.status(), Some(408), "after {after:?}: {reply:?}");
+
+    assert!(read_all(&brokers, &topic)?.is_empty());
+    let metrics = reqwest::get(server.url("/metrics")).await?.text().await?;
+    assert!(
+        metrics.contains(
+            r#"cpn_producer_http_requests_total{route="/v1/contact-processed",status="408"} 2"#
+        ),
+        "{metrics}"
+    );
     server.shutdown().await??;
     Ok(())
 }

@@ -16,9 +16,9 @@
 //! in front, as OCS deployments do with a proxy).
 //!
 //! Bad input costs at most its bound: [`accept`] caps the time to send a
-//! request head and the head's size; [`routes`] caps the body's size;
-//! [`linger`] makes sure an early refusal reaches a client that writes its
-//! whole body first.
+//! request head and the head's size; [`routes`] caps the body's size and
+//! the time to send it; [`linger`] makes sure an early refusal reaches a
+//! client that writes its whole body first.
 
 pub mod accept;
 pub mod content_type;
@@ -56,6 +56,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `--header-read-timeout-ms`: a request head is a few hundred
 /// bytes; 10 s is ample on any link and cuts a slow-loris client off.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--body-read-timeout-ms`: 1 MiB in 30 s is 280 kbit/s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `--max-header-bytes`: 16 KiB, as Node.js; OCS sends well under
 /// 1 KiB, proxies in front add some.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -86,6 +88,9 @@ pub struct ServeConfig {
     /// arrive, from the connection's start or the end of the previous
     /// response; then the connection is closed.
     pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive once its head did;
+    /// then 408.
+    pub body_read_timeout: Duration,
     /// Largest request head, in bytes; larger gets 431.
     pub max_header_bytes: usize,
 }
@@ -102,6 +107,7 @@ impl ServeConfig {
             retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
@@ -120,6 +126,9 @@ impl ServeConfig {
         }
         if self.header_read_timeout.is_zero() {
             return too_small("header-read-timeout-ms", 1);
+        }
+        if self.body_read_timeout.is_zero() {
+            return too_small("body-read-timeout-ms", 1);
         }
         if self.max_header_bytes < MIN_MAX_HEADER_BYTES {
             return too_small("max-header-bytes", MIN_MAX_HEADER_BYTES as u64);
@@ -171,6 +180,7 @@ pub(crate) struct App {
     pub(crate) readiness: Readiness,
     pub(crate) max_body_bytes: usize,
     pub(crate) ack_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
     pub(crate) retry_after_secs: u64,
 }
 
@@ -203,6 +213,7 @@ impl Server {
             publisher,
             max_body_bytes: config.max_body_bytes,
             ack_timeout: config.ack_timeout,
+            body_read_timeout: config.body_read_timeout,
             retry_after_secs: config.retry_after_secs,
         });
         Ok(Self {
@@ -297,7 +308,7 @@ mod tests {
     #[test]
     fn every_bound_below_its_minimum_is_refused_naming_the_option() {
         type Break = fn(&mut ServeConfig);
-        let cases: [(&str, Break); 4] = [
+        let cases: [(&str, Break); 5] = [
             ("max-body-bytes: must be at least 1", |c| {
                 c.max_body_bytes = 0
             }),
@@ -306,6 +317,9 @@ mod tests {
             }),
             ("header-read-timeout-ms: must be at least 1", |c| {
                 c.header_read_timeout = Duration::ZERO
+            }),
+            ("body-read-timeout-ms: must be at least 1", |c| {
+                c.body_read_timeout = Duration::ZERO
             }),
             ("max-header-bytes: must be at least 1024", |c| {
                 c.max_header_bytes = 1023
