@@ -256,6 +256,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CPN_MAX_HEADER_BYTES", default_value_t = ingest::DEFAULT_MAX_HEADER_BYTES,
           value_parser = header_limit())]
     pub max_header_bytes: usize,
+    /// Most connections served at once; more wait in the listen backlog
+    /// until one closes.
+    #[arg(long, env = "CPN_MAX_CONNECTIONS", default_value_t = ingest::DEFAULT_MAX_CONNECTIONS,
+          value_parser = connection_limit())]
+    pub max_connections: usize,
 }
 
 /// Runs the parsed command and returns the process exit status.
@@ -287,6 +292,15 @@ const MAX_HEADER_LIMIT: u64 = 1 << 20;
 fn header_limit() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new()
         .range(ingest::MIN_MAX_HEADER_BYTES as u64..=MAX_HEADER_LIMIT)
+}
+
+/// The largest `--max-connections`: each needs a file descriptor, and
+/// descriptor limits end well below this.
+const MAX_CONNECTION_LIMIT: u64 = 1 << 20;
+
+/// Parser of `--max-connections`: 1 to 2^20.
+fn connection_limit() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_CONNECTION_LIMIT)
 }
 
 fn open_input(path: Option<&PathBuf>) -> Result<Box<dyn Read + Send>> {
@@ -496,6 +510,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         max_header_bytes: args.max_header_bytes,
+        max_connections: args.max_connections,
     };
     ingest::run(config, async {
         interrupt().await;
@@ -541,6 +556,7 @@ mod tests {
             ("publish", "--max-line-bytes"),
             ("serve", "--max-body-bytes"),
             ("serve", "--max-header-bytes"),
+            ("serve", "--max-connections"),
         ] {
             for bad in ["0", "18446744073709551615", "lots"] {
                 let mut argv = vec!["cpn-producer", sub, opt, bad];
@@ -612,6 +628,7 @@ mod tests {
         assert_eq!(s.header_read_timeout_ms, 10_000);
         assert_eq!(s.body_read_timeout_ms, 30_000);
         assert_eq!(s.max_header_bytes, ingest::DEFAULT_MAX_HEADER_BYTES);
+        assert_eq!(s.max_connections, ingest::DEFAULT_MAX_CONNECTIONS);
         let s = parse(&[
             "--header-read-timeout-ms",
             "1500",
@@ -619,15 +636,18 @@ mod tests {
             "2500",
             "--max-header-bytes",
             "1024",
+            "--max-connections",
+            "3",
         ])
         .expect("in range");
         assert_eq!(
             (
                 s.header_read_timeout_ms,
                 s.body_read_timeout_ms,
-                s.max_header_bytes
+                s.max_header_bytes,
+                s.max_connections
             ),
-            (1500, 2500, 1024)
+            (1500, 2500, 1024, 3)
         );
         let e = parse(&["--max-header-bytes", "1023"]).expect_err("below 1 KiB");
         assert!(e.to_string().contains("--max-header-bytes"), "{e}");

@@ -207,6 +207,41 @@ pub async fn dribble_until_closed(
     Ok(None)
 }
 
+/// Sends `GET path` on an open keep-alive connection and reads exactly one
+/// response (head and `Content-Length` body); returns its status code.
+///
+/// # Errors
+/// The connection failed, closed, or no whole response came within
+/// `deadline`.
+pub async fn get_on(conn: &mut TcpStream, path: &str, deadline: Duration) -> Result<u16> {
+    let until = Instant::now() + deadline;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: cpn-test\r\n\r\n");
+    conn.write_all(req.as_bytes())
+        .await
+        .context("writing GET")?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                return status_of(&got).context("no status line");
+            }
+        }
+        let n = tokio::time::timeout_at(until, conn.read(&mut buf))
+            .await
+            .with_context(|| format!("no whole response to GET {path} within {deadline:?}"))?
+            .context("reading the response")?;
+        anyhow::ensure!(n > 0, "connection closed before the response to GET {path}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// POSTs `size` bytes of body to `http://addr{path}` with Python's
 /// `http.client` (`python3` on the `PATH`), which writes headers and the
 /// whole body before it reads; returns what the script printed: `STATUS

@@ -5,7 +5,7 @@
 //! misbehave on the wire, written by hand in [`cpn_e2e::rawhttp`]: a 413
 //! reaches a client that writes its whole body before reading, slow headers
 //! and short bodies are cut off after their timeouts (408 for the body),
-//! and oversized headers get 431.
+//! oversized headers get 431, and connections past `max_connections` wait.
 //! Fresh topic per test; fails (never skips) without a broker.
 
 use std::collections::HashMap;
@@ -787,6 +787,46 @@ async fn headers_over_max_header_bytes_are_refused_with_431() -> Result<()> {
     let reply = rawhttp::write_whole_then_read(server.addr, &req, Duration::from_secs(20)).await?;
     assert_eq!(reply.status(), Some(200), "{reply:?}");
     assert_eq!(read_all(&brokers, &topic)?.len(), 1);
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_max_connections_wait_until_one_closes() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-connlimit");
+    create_topic(&brokers, &topic, 1).await?;
+    let mut c = config(&brokers, &topic);
+    c.max_connections = 2;
+    // Idle keep-alive connections must stay open for the whole test.
+    c.header_read_timeout = Duration::from_secs(60);
+    let server = Running::start(c).await?;
+    let wait = Duration::from_secs(10);
+
+    let mut first = tokio::net::TcpStream::connect(server.addr).await?;
+    assert_eq!(rawhttp::get_on(&mut first, "/healthz", wait).await?, 200);
+    let mut second = tokio::net::TcpStream::connect(server.addr).await?;
+    assert_eq!(rawhttp::get_on(&mut second, "/healthz", wait).await?, 200);
+
+    // The third connects (the kernel's listen backlog completes the
+    // handshake) but is not served while two are open...
+    let mut third = tokio::net::TcpStream::connect(server.addr).await?;
+    let pending = tokio::spawn(async move {
+        rawhttp::get_on(&mut third, "/healthz", Duration::from_secs(30)).await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !pending.is_finished(),
+        "a third connection was served while two of max 2 were open"
+    );
+    // ...and is, once one of them closes.
+    drop(first);
+    let status = tokio::time::timeout(wait, pending)
+        .await
+        .context("the third connection was not served within 10 s of a slot freeing")??;
+    assert_eq!(status?, 200);
+    // The connection that stayed open is still served.
+    assert_eq!(rawhttp::get_on(&mut second, "/healthz", wait).await?, 200);
     server.shutdown().await??;
     Ok(())
 }

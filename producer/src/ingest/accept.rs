@@ -1,6 +1,12 @@
 //! The ingest server's accept loop: what one connection may cost before a
 //! request reaches a handler.
 //!
+//! - At most [`ConnectionLimits::max_connections`] connections are served
+//!   at once. A slot is taken *before* `accept`, so connections past the
+//!   limit wait in the kernel's listen backlog (their handshake completes
+//!   there; they are served, in order, as slots free) and cost this process
+//!   nothing; once the backlog is full the kernel drops new handshakes and
+//!   clients retry or time out.
 //! - Each connection speaks HTTP/1.1 through hyper with a header read
 //!   timeout (a request head must arrive within it, counted from the
 //!   connection's start or the end of the previous response, so it also
@@ -16,6 +22,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -23,6 +30,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
@@ -40,6 +48,8 @@ const ACCEPT_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// What a connection may cost before its request reaches a handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
     /// How long a request head may take to arrive.
     pub header_read_timeout: Duration,
     /// Largest request head (request line and headers), in bytes.
@@ -73,17 +83,26 @@ pub(crate) async fn serve<F>(
     F: Future<Output = ()>,
 {
     let http = limits.http1();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let stop = CancellationToken::new();
     let mut connections = JoinSet::new();
     let mut shutdown = pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        // A slot first: past the limit, connections wait in the backlog.
+        let slot = tokio::select! {
             biased;
             () = &mut shutdown => break,
             Some(done) = connections.join_next() => {
                 report(done);
                 continue;
             }
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+        };
+        // The semaphore is never closed, so this is always a permit.
+        let Ok(slot) = slot else { break };
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if is_connection_error(&e) => continue,
@@ -102,6 +121,7 @@ pub(crate) async fn serve<F>(
         let linger = limits.linger;
         connections.spawn(async move {
             serve_connection(&http, stream, peer, service, linger, &stop).await;
+            drop(slot);
         });
     }
     drop(listener);

@@ -15,10 +15,12 @@
 //! the producer is flushed. Not here: TLS and authentication (terminate them
 //! in front, as OCS deployments do with a proxy).
 //!
-//! Bad input costs at most its bound: [`accept`] caps the time to send a
-//! request head and the head's size; [`routes`] caps the body's size and
-//! the time to send it; [`linger`] makes sure an early refusal reaches a
-//! client that writes its whole body first.
+//! Bad input costs at most its bound: [`accept`] caps connections, the
+//! time to send a request head and the head's size; [`routes`] caps the
+//! body's size and the time to send it; [`linger`] makes sure an early
+//! refusal reaches a client that writes its whole body first. Memory is at
+//! most about `max_connections` × (`max_body_bytes` + a 64 KiB read
+//! buffer).
 
 pub mod accept;
 pub mod content_type;
@@ -63,6 +65,8 @@ pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Smallest `--max-header-bytes`: a request line and a few headers.
 pub const MIN_MAX_HEADER_BYTES: usize = 1024;
+/// Default `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Route of the single-event endpoint.
 pub const SINGLE_ROUTE: &str = "/v1/contact-processed";
@@ -93,6 +97,8 @@ pub struct ServeConfig {
     pub body_read_timeout: Duration,
     /// Largest request head, in bytes; larger gets 431.
     pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl ServeConfig {
@@ -109,6 +115,7 @@ impl ServeConfig {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 
@@ -133,11 +140,15 @@ impl ServeConfig {
         if self.max_header_bytes < MIN_MAX_HEADER_BYTES {
             return too_small("max-header-bytes", MIN_MAX_HEADER_BYTES as u64);
         }
+        if self.max_connections == 0 {
+            return too_small("max-connections", 1);
+        }
         Ok(())
     }
 
     fn connection_limits(&self) -> ConnectionLimits {
         ConnectionLimits {
+            max_connections: self.max_connections,
             header_read_timeout: self.header_read_timeout,
             max_header_bytes: self.max_header_bytes,
             linger: LingerBounds::default(),
@@ -308,7 +319,7 @@ mod tests {
     #[test]
     fn every_bound_below_its_minimum_is_refused_naming_the_option() {
         type Break = fn(&mut ServeConfig);
-        let cases: [(&str, Break); 5] = [
+        let cases: [(&str, Break); 6] = [
             ("max-body-bytes: must be at least 1", |c| {
                 c.max_body_bytes = 0
             }),
@@ -323,6 +334,9 @@ mod tests {
             }),
             ("max-header-bytes: must be at least 1024", |c| {
                 c.max_header_bytes = 1023
+            }),
+            ("max-connections: must be at least 1", |c| {
+                c.max_connections = 0
             }),
         ];
         for (expected, break_it) in cases {
