@@ -98,8 +98,10 @@ pub enum Command {
     /// POST /v1/contact-processed takes one event as OCS posts it; POST
     /// /v1/contact-processed/batch takes NDJSON. A 2xx is sent only after
     /// Kafka acknowledged every event of the request; 400 lists each field
-    /// problem; 413 above --max-body-bytes; 415 for a non-JSON Content-Type;
-    /// 503 with Retry-After when Kafka does not acknowledge within
+    /// problem; 408 when the body does not arrive within
+    /// --body-read-timeout-ms; 413 above --max-body-bytes; 415 for a non-JSON
+    /// Content-Type; 431 for a request head above --max-header-bytes; 503
+    /// with Retry-After when Kafka does not acknowledge within
     /// --ack-timeout-ms. Also GET /healthz, /readyz, /metrics. SIGTERM or
     /// Ctrl-C: stop accepting, finish requests in flight, flush, exit.
     #[command(after_help = IDENTITY_NOTE)]
@@ -240,6 +242,25 @@ pub struct ServeArgs {
     /// How long shutdown waits for outstanding acknowledgements.
     #[arg(long, env = "CPN_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,
+    /// How long a client may take to send a request's line and headers,
+    /// from connecting or from the end of the previous response (then: the
+    /// connection is closed). Also how long an idle keep-alive connection
+    /// is kept.
+    #[arg(long, env = "CPN_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// How long a client may take to send a request's whole body once its
+    /// headers arrived (then: 408 and the connection is closed).
+    #[arg(long, env = "CPN_BODY_READ_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_read_timeout_ms: u64,
+    /// Largest request line and headers together, in bytes (larger: 431).
+    #[arg(long, env = "CPN_MAX_HEADER_BYTES", default_value_t = ingest::DEFAULT_MAX_HEADER_BYTES,
+          value_parser = header_limit())]
+    pub max_header_bytes: usize,
+    /// Most connections served at once; more wait in the listen backlog
+    /// until one closes.
+    #[arg(long, env = "CPN_MAX_CONNECTIONS", default_value_t = ingest::DEFAULT_MAX_CONNECTIONS,
+          value_parser = connection_limit())]
+    pub max_connections: usize,
 }
 
 /// Runs the parsed command and returns the process exit status.
@@ -262,6 +283,24 @@ const MAX_BYTE_LIMIT: u64 = 1 << 30;
 /// Parser of `--max-line-bytes` and `--max-body-bytes`: 1 to 1 GiB.
 fn byte_limit() -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_BYTE_LIMIT)
+}
+
+/// The largest `--max-header-bytes`: 1 MiB, far past any real request head.
+const MAX_HEADER_LIMIT: u64 = 1 << 20;
+
+/// Parser of `--max-header-bytes`: 1 KiB to 1 MiB.
+fn header_limit() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new()
+        .range(ingest::MIN_MAX_HEADER_BYTES as u64..=MAX_HEADER_LIMIT)
+}
+
+/// The largest `--max-connections`: each needs a file descriptor, and
+/// descriptor limits end well below this.
+const MAX_CONNECTION_LIMIT: u64 = 1 << 20;
+
+/// Parser of `--max-connections`: 1 to 2^20.
+fn connection_limit() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_CONNECTION_LIMIT)
 }
 
 fn open_input(path: Option<&PathBuf>) -> Result<Box<dyn Read + Send>> {
@@ -468,6 +507,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         ack_timeout: Duration::from_millis(args.ack_timeout_ms),
         retry_after_secs: args.retry_after_secs,
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
+        max_header_bytes: args.max_header_bytes,
+        max_connections: args.max_connections,
     };
     ingest::run(config, async {
         interrupt().await;
@@ -512,6 +555,8 @@ mod tests {
             ("validate", "--max-line-bytes"),
             ("publish", "--max-line-bytes"),
             ("serve", "--max-body-bytes"),
+            ("serve", "--max-header-bytes"),
+            ("serve", "--max-connections"),
         ] {
             for bad in ["0", "18446744073709551615", "lots"] {
                 let mut argv = vec!["cpn-producer", sub, opt, bad];
@@ -567,6 +612,47 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("acks"), "{err}");
+    }
+
+    #[test]
+    fn serve_connection_bounds_parse_with_their_defaults_and_ranges() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["cpn-producer", "serve", "-b", "h:1", "-t", "t"];
+            argv.extend_from_slice(extra);
+            Cli::try_parse_from(&argv).map(|cli| match cli.command {
+                Command::Serve(s) => s,
+                other => panic!("not serve: {other:?}"),
+            })
+        };
+        let s = parse(&[]).expect("defaults");
+        assert_eq!(s.header_read_timeout_ms, 10_000);
+        assert_eq!(s.body_read_timeout_ms, 30_000);
+        assert_eq!(s.max_header_bytes, ingest::DEFAULT_MAX_HEADER_BYTES);
+        assert_eq!(s.max_connections, ingest::DEFAULT_MAX_CONNECTIONS);
+        let s = parse(&[
+            "--header-read-timeout-ms",
+            "1500",
+            "--body-read-timeout-ms",
+            "2500",
+            "--max-header-bytes",
+            "1024",
+            "--max-connections",
+            "3",
+        ])
+        .expect("in range");
+        assert_eq!(
+            (
+                s.header_read_timeout_ms,
+                s.body_read_timeout_ms,
+                s.max_header_bytes,
+                s.max_connections
+            ),
+            (1500, 2500, 1024, 3)
+        );
+        let e = parse(&["--max-header-bytes", "1023"]).expect_err("below 1 KiB");
+        assert!(e.to_string().contains("--max-header-bytes"), "{e}");
+        let e = parse(&["--max-header-bytes", "1048577"]).expect_err("above 1 MiB");
+        assert!(e.to_string().contains("--max-header-bytes"), "{e}");
     }
 
     #[test]

@@ -390,4 +390,5 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Result<std::collections::BTree
 
 pub mod broker;
 pub mod ledger;
+pub mod rawhttp;
 pub mod relay;

@@ -2,7 +2,8 @@
 //! when every line was valid and acknowledged, reports invalid lines as
 //! `line N: FIELD: problem`, never counts as published what Kafka did not
 //! acknowledge (broker down, Ctrl-C), `generate` publishes what it would
-//! print, and `serve` shuts down cleanly on SIGTERM.
+//! print, and `serve` shuts down cleanly on SIGTERM and bounds slow and
+//! oversized clients by the options it was given.
 //!
 //! The binary comes from [`cpn_e2e::bin_path`], which builds it once per
 //! test process so a stale one is never tested.
@@ -400,6 +401,99 @@ async fn serve_binary_accepts_an_event_and_stops_cleanly_on_sigterm() -> Result<
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
     assert!(stderr.contains("ingest server stopped"), "{stderr}");
+    assert_eq!(read_all(&brokers, &topic)?.len(), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_binary_bounds_slow_and_oversized_clients_by_its_options() -> Result<()> {
+    use cpn_e2e::rawhttp::{self, Reply};
+
+    let brokers = broker()?;
+    let topic = unique("cli-serve-bounds");
+    create_topic(&brokers, &topic, 1).await?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    // Flags and environment both: each option is read from either.
+    let child = Command::new(producer_bin()?)
+        .args(["serve", "-b", &brokers, "-t", &topic])
+        .args(["--listen", &addr.to_string()])
+        .args([
+            "--header-read-timeout-ms",
+            "1000",
+            "--max-header-bytes",
+            "8192",
+        ])
+        .env("CPN_BODY_READ_TIMEOUT_MS", "1000")
+        .env("CPN_MAX_CONNECTIONS", "8")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let checks = async {
+        let health = format!("http://{addr}/healthz");
+        wait_for("serve to answer /healthz", Duration::from_secs(30), || {
+            let url = health.clone();
+            async move {
+                reqwest::get(url)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
+        })
+        .await?;
+        let route = "/v1/contact-processed";
+        let json = ("Content-Type", "application/json");
+
+        // Slow-loris: cut off by --header-read-timeout-ms.
+        let head = format!("POST {route} HTTP/1.1\r\nHost: cpn-test\r\n");
+        let cut = rawhttp::dribble_until_closed(
+            addr,
+            head.as_bytes(),
+            b"X-Slow: abcdefgh\r\n",
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+        )
+        .await?;
+        ensure!(cut.is_some(), "slow headers still open after 10 s");
+
+        // 50 bytes short: 408 after CPN_BODY_READ_TIMEOUT_MS.
+        let (_, body) = cpn_e2e::event("serve-bounds", 1, 0);
+        let short = rawhttp::request("POST", route, &[json], &body, Some(body.len() + 50));
+        let reply = rawhttp::write_whole_then_read(addr, &short, Duration::from_secs(10)).await?;
+        ensure!(reply.status() == Some(408), "short body: {reply:?}");
+
+        // 64 KiB of headers over --max-header-bytes 8192: 431.
+        let pad = "a".repeat(64 * 1024);
+        let big = rawhttp::request("POST", route, &[json, ("X-Padding", &pad)], &body, None);
+        let reply = rawhttp::write_whole_then_read(addr, &big, Duration::from_secs(10)).await?;
+        ensure!(
+            reply.status() == Some(431),
+            "big headers: {:?}",
+            reply.status()
+        );
+
+        // 8 MiB over the default 1 MiB limit, from Python's http.client.
+        let said = rawhttp::python_http_client_post(addr, route, 8 << 20).await?;
+        ensure!(said.starts_with("413 "), "python http.client: {said}");
+
+        // And a good event is still taken.
+        let ok = rawhttp::request("POST", route, &[json], &body, None);
+        let reply = rawhttp::write_whole_then_read(addr, &ok, Duration::from_secs(20)).await?;
+        ensure!(
+            matches!(reply, Reply::Response { status: 200, .. }),
+            "{reply:?}"
+        );
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    signal(&child, "TERM")?;
+    let out = wait_output(child, Duration::from_secs(60))?;
+    let stderr = text(&out.stderr);
+    checks.with_context(|| format!("cpn-producer serve stderr:\n{stderr}"))?;
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
     assert_eq!(read_all(&brokers, &topic)?.len(), 1);
     Ok(())
 }

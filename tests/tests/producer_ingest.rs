@@ -1,15 +1,19 @@
 //! HTTP ingest (`cpn-producer serve`, run in-process through
 //! `cpn_producer::ingest::Server`) against the real broker: a 2xx only once
 //! Kafka holds the event, and every refusal path (400, 413, 415, 503 with
-//! Retry-After) with nothing stored that was not accepted. Fresh topic per
-//! test; fails (never skips) without a broker.
+//! Retry-After) with nothing stored that was not accepted. Clients that
+//! misbehave on the wire, written by hand in [`cpn_e2e::rawhttp`]: a 413
+//! reaches a client that writes its whole body before reading, slow headers
+//! and short bodies are cut off after their timeouts (408 for the body),
+//! oversized headers get 431, and connections past `max_connections` wait.
+//! Fresh topic per test; fails (never skips) without a broker.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use cpn_e2e::{ReadRecord, broker, create_topic, read_all, unique, wait_for};
+use cpn_e2e::{ReadRecord, broker, create_topic, rawhttp, read_all, unique, wait_for};
 use cpn_producer::ingest::{BATCH_ROUTE, SINGLE_ROUTE, ServeConfig, Server};
 use cpn_producer::{Metrics, PublisherConfig, Record};
 use cpn_schema::ContactProcessed;
@@ -548,5 +552,281 @@ async fn shutdown_lets_a_request_in_flight_finish_with_its_acknowledgement() -> 
         "expected the one event, found {}",
         records.len()
     );
+    Ok(())
+}
+
+/// Short connection bounds, so a test can watch them act: 1 s to send the
+/// headers, 1 s to send the body.
+fn bounded(mut c: ServeConfig) -> ServeConfig {
+    c.header_read_timeout = Duration::from_secs(1);
+    c.body_read_timeout = Duration::from_secs(1);
+    c
+}
+
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_body_is_answered_413_even_to_a_client_that_writes_it_all_first() -> Result<()>
+{
+    let brokers = broker()?;
+    let topic = unique("ingest-drain");
+    create_topic(&brokers, &topic, 1).await?;
+    let mut c = config(&brokers, &topic);
+    c.max_body_bytes = 4096;
+    let server = Running::start(c).await?;
+    // The client must still be writing when the server has decided: a
+    // server that closes then resets the connection, and the client sees a
+    // broken pipe, not the 413. On loopback a client can hand several MiB
+    // to its kernel at once (Linux grows a send buffer to 4 MiB), so
+    // Python writes 8 MiB (below the 16 MiB the server reads after its
+    // answer), and the raw client 2 MiB in 16 KiB pieces 1 ms apart.
+    const PYTHON_BODY: usize = 8 << 20;
+    const OVERSIZED: usize = 2 << 20;
+
+    for attempt in 1..=5 {
+        let said = rawhttp::python_http_client_post(server.addr, SINGLE_ROUTE, PYTHON_BODY).await?;
+        assert!(
+            said.starts_with("413 ") && said.contains("longer than the limit of 4096 bytes"),
+            "python http.client, try {attempt}: {said}"
+        );
+    }
+    let body = vec![b' '; OVERSIZED];
+    let declared = rawhttp::request("POST", SINGLE_ROUTE, &[JSON], &body, None);
+    let chunk = vec![b' '; 64 * 1024];
+    let chunks: Vec<&[u8]> =
+        std::iter::repeat_n(chunk.as_slice(), OVERSIZED / chunk.len()).collect();
+    let chunked = rawhttp::chunked_post(SINGLE_ROUTE, &[JSON], &chunks);
+    let batch = rawhttp::request(
+        "POST",
+        BATCH_ROUTE,
+        &[("Content-Type", "application/x-ndjson")],
+        &body,
+        None,
+    );
+    for attempt in 1..=5 {
+        for (what, req) in [
+            ("content-length", &declared),
+            ("chunked", &chunked),
+            ("batch", &batch),
+        ] {
+            let reply = rawhttp::write_paced_then_read(
+                server.addr,
+                req,
+                16 * 1024,
+                Duration::from_millis(1),
+                Duration::from_secs(20),
+            )
+            .await?;
+            assert_eq!(
+                reply.status(),
+                Some(413),
+                "{what}, try {attempt}: {}",
+                short(&reply)
+            );
+            // The unread rest makes the connection unusable: said so.
+            assert!(
+                matches!(&reply, rawhttp::Reply::Response { text, .. }
+                    if text.to_ascii_lowercase().contains("connection: close")),
+                "{what}: {}",
+                short(&reply)
+            );
+        }
+    }
+
+    // Nothing reached Kafka, and the server still takes a valid event.
+    assert!(read_all(&brokers, &topic)?.is_empty());
+    let (status, _, _) = post_as_ocs(
+        &reqwest::Client::new(),
+        &server.url(SINGLE_ROUTE),
+        &sample("sms-minimal.json")?,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read_all(&brokers, &topic)?.len(), 1);
+    server.shutdown().await??;
+    Ok(())
+}
+
+/// A reply for a failure message, without megabytes of body.
+fn short(reply: &rawhttp::Reply) -> String {
+    let text = format!("{reply:?}");
+    text.chars().take(400).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_slow_to_send_its_headers_is_cut_off_after_the_header_read_timeout() -> Result<()>
+{
+    let brokers = broker()?;
+    let topic = unique("ingest-slowloris");
+    create_topic(&brokers, &topic, 1).await?;
+    let server = Running::start(bounded(config(&brokers, &topic))).await?;
+
+    // Slow-loris: a header byte every 100 ms, never the blank line.
+    let head = format!("POST {SINGLE_ROUTE} HTTP/1.1\r\nHost: cpn-test\r\n");
+    let cut = rawhttp::dribble_until_closed(
+        server.addr,
+        head.as_bytes(),
+        b"X-Slow: abcdefgh\r\n",
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let (after, reply) = cut.context("still open after 10 s with a 1 s header read timeout")?;
+    assert!(
+        !matches!(reply.status(), Some(s) if s < 400),
+        "slow headers answered after {after:?}: {reply:?}"
+    );
+
+    // A connection that sends nothing at all is closed too.
+    let reply = rawhttp::write_whole_then_read(server.addr, b"", Duration::from_secs(10)).await?;
+    assert!(
+        matches!(reply, rawhttp::Reply::NoResponse(_)),
+        "a silent connection: {reply:?}"
+    );
+
+    // The bound is per request head, not per connection: a prompt client
+    // is served as before.
+    let (status, _, _) = post_as_ocs(
+        &reqwest::Client::new(),
+        &server.url(SINGLE_ROUTE),
+        &sample("sms-minimal.json")?,
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_shorter_than_declared_or_too_slow_gets_408_after_the_body_read_timeout()
+-> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-shortbody");
+    create_topic(&brokers, &topic, 1).await?;
+    let server = Running::start(bounded(config(&brokers, &topic))).await?;
+    let body = sample("sms-minimal.json")?;
+
+    // Content-Length 50 more than sent, then waiting for the answer.
+    for route in [SINGLE_ROUTE, BATCH_ROUTE] {
+        let req = rawhttp::request("POST", route, &[JSON], &body, Some(body.len() + 50));
+        let reply =
+            rawhttp::write_whole_then_read(server.addr, &req, Duration::from_secs(10)).await?;
+        let rawhttp::Reply::Response { status, text } = &reply else {
+            panic!("{route}: no response: {reply:?}")
+        };
+        assert_eq!(*status, 408, "{route}: {text}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
+    }
+
+    // The whole body is bounded, not the pause between bytes: a body that
+    // keeps coming a byte every 100 ms is cut as well.
+    let head = rawhttp::request("POST", SINGLE_ROUTE, &[JSON], b"", Some(body.len()));
+    let cut = rawhttp::dribble_until_closed(
+        server.addr,
+        &head,
+        &body,
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+    )
+    .await?;
+    let (after, reply) = cut.context("a dripped body still read after 10 s")?;
+    assert_eq!(reply.status(), Some(408), "after {after:?}: {reply:?}");
+
+    assert!(read_all(&brokers, &topic)?.is_empty());
+    let metrics = reqwest::get(server.url("/metrics")).await?.text().await?;
+    assert!(
+        metrics.contains(
+            r#"cpn_producer_http_requests_total{route="/v1/contact-processed",status="408"} 2"#
+        ),
+        "{metrics}"
+    );
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_over_max_header_bytes_are_refused_with_431() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-bigheaders");
+    create_topic(&brokers, &topic, 1).await?;
+    let mut c = config(&brokers, &topic);
+    c.max_header_bytes = 8192;
+    let server = Running::start(c).await?;
+    let body = sample("sms-minimal.json")?;
+
+    let big = "a".repeat(64 * 1024);
+    let req = rawhttp::request(
+        "POST",
+        SINGLE_ROUTE,
+        &[JSON, ("X-Padding", &big)],
+        &body,
+        None,
+    );
+    for attempt in 1..=3 {
+        let reply =
+            rawhttp::write_whole_then_read(server.addr, &req, Duration::from_secs(10)).await?;
+        assert_eq!(
+            reply.status(),
+            Some(431),
+            "try {attempt}: {}",
+            short(&reply)
+        );
+    }
+    // Within the bound: served.
+    let fits = "a".repeat(6 * 1024);
+    let req = rawhttp::request(
+        "POST",
+        SINGLE_ROUTE,
+        &[JSON, ("X-Padding", &fits)],
+        &body,
+        None,
+    );
+    let reply = rawhttp::write_whole_then_read(server.addr, &req, Duration::from_secs(20)).await?;
+    assert_eq!(reply.status(), Some(200), "{reply:?}");
+    assert_eq!(read_all(&brokers, &topic)?.len(), 1);
+    server.shutdown().await??;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_max_connections_wait_until_one_closes() -> Result<()> {
+    let brokers = broker()?;
+    let topic = unique("ingest-connlimit");
+    create_topic(&brokers, &topic, 1).await?;
+    let mut c = config(&brokers, &topic);
+    c.max_connections = 2;
+    // Idle keep-alive connections must stay open for the whole test.
+    c.header_read_timeout = Duration::from_secs(60);
+    let server = Running::start(c).await?;
+    let wait = Duration::from_secs(10);
+
+    let mut first = tokio::net::TcpStream::connect(server.addr).await?;
+    assert_eq!(rawhttp::get_on(&mut first, "/healthz", wait).await?, 200);
+    let mut second = tokio::net::TcpStream::connect(server.addr).await?;
+    assert_eq!(rawhttp::get_on(&mut second, "/healthz", wait).await?, 200);
+
+    // The third connects (the kernel's listen backlog completes the
+    // handshake) but is not served while two are open...
+    let mut third = tokio::net::TcpStream::connect(server.addr).await?;
+    let pending = tokio::spawn(async move {
+        rawhttp::get_on(&mut third, "/healthz", Duration::from_secs(30)).await
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !pending.is_finished(),
+        "a third connection was served while two of max 2 were open"
+    );
+    // ...and is, once one of them closes.
+    drop(first);
+    let status = tokio::time::timeout(wait, pending)
+        .await
+        .context("the third connection was not served within 10 s of a slot freeing")??;
+    assert_eq!(status?, 200);
+    // The connection that stayed open is still served.
+    assert_eq!(rawhttp::get_on(&mut second, "/healthz", wait).await?, 200);
+    server.shutdown().await??;
     Ok(())
 }

@@ -14,8 +14,17 @@
 //! accepting, requests in flight finish (each bounded by `ack_timeout`), and
 //! the producer is flushed. Not here: TLS and authentication (terminate them
 //! in front, as OCS deployments do with a proxy).
+//!
+//! Bad input costs at most its bound: [`accept`] caps connections, the
+//! time to send a request head and the head's size; [`routes`] caps the
+//! body's size and the time to send it; [`linger`] makes sure an early
+//! refusal reaches a client that writes its whole body first. Memory is at
+//! most about `max_connections` × (`max_body_bytes` + a 64 KiB read
+//! buffer).
 
+pub mod accept;
 pub mod content_type;
+pub mod linger;
 pub mod ready;
 pub mod response;
 mod routes;
@@ -32,6 +41,8 @@ use tracing::info;
 
 use crate::config::PublisherConfig;
 use crate::publisher::{FlushError, Publisher, PublisherError};
+use accept::ConnectionLimits;
+use linger::LingerBounds;
 use ready::Readiness;
 
 /// Default `--max-body-bytes`: 1 MiB, far above a ~1.3 KB event and within
@@ -44,6 +55,18 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_RETRY_AFTER_SECS: u64 = 5;
 /// Default deadline for flushing the producer at shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `--header-read-timeout-ms`: a request head is a few hundred
+/// bytes; 10 s is ample on any link and cuts a slow-loris client off.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `--body-read-timeout-ms`: 1 MiB in 30 s is 280 kbit/s.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `--max-header-bytes`: 16 KiB, as Node.js; OCS sends well under
+/// 1 KiB, proxies in front add some.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Smallest `--max-header-bytes`: a request line and a few headers.
+pub const MIN_MAX_HEADER_BYTES: usize = 1024;
+/// Default `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Route of the single-event endpoint.
 pub const SINGLE_ROUTE: &str = "/v1/contact-processed";
@@ -65,6 +88,17 @@ pub struct ServeConfig {
     pub retry_after_secs: u64,
     /// How long shutdown waits for outstanding acknowledgements.
     pub shutdown_timeout: Duration,
+    /// How long a request's head (request line and headers) may take to
+    /// arrive, from the connection's start or the end of the previous
+    /// response; then the connection is closed.
+    pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive once its head did;
+    /// then 408.
+    pub body_read_timeout: Duration,
+    /// Largest request head, in bytes; larger gets 431.
+    pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl ServeConfig {
@@ -78,6 +112,46 @@ impl ServeConfig {
             ack_timeout: DEFAULT_ACK_TIMEOUT,
             retry_after_secs: DEFAULT_RETRY_AFTER_SECS,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+
+    /// Checks every bound once, before anything is created.
+    ///
+    /// # Errors
+    /// [`ServeError::Config`] naming the first option out of range.
+    pub fn validate(&self) -> Result<(), ServeError> {
+        let too_small = |option, min| Err(ServeError::Config { option, min });
+        if self.max_body_bytes == 0 {
+            return too_small("max-body-bytes", 1);
+        }
+        if self.ack_timeout.is_zero() {
+            return too_small("ack-timeout-ms", 1);
+        }
+        if self.header_read_timeout.is_zero() {
+            return too_small("header-read-timeout-ms", 1);
+        }
+        if self.body_read_timeout.is_zero() {
+            return too_small("body-read-timeout-ms", 1);
+        }
+        if self.max_header_bytes < MIN_MAX_HEADER_BYTES {
+            return too_small("max-header-bytes", MIN_MAX_HEADER_BYTES as u64);
+        }
+        if self.max_connections == 0 {
+            return too_small("max-connections", 1);
+        }
+        Ok(())
+    }
+
+    fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            max_header_bytes: self.max_header_bytes,
+            linger: LingerBounds::default(),
         }
     }
 }
@@ -85,11 +159,13 @@ impl ServeConfig {
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// `max-body-bytes` or `ack-timeout-ms` is zero.
-    #[error("{option}: must be at least 1")]
+    /// An option is below its smallest value (a zero timeout or limit).
+    #[error("{option}: must be at least {min}")]
     Config {
         /// The offending option.
         option: &'static str,
+        /// Its smallest value.
+        min: u64,
     },
     /// The Kafka producer could not be built.
     #[error("could not create the kafka producer")]
@@ -103,9 +179,6 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
-    /// The HTTP server failed.
-    #[error("http server failed")]
-    Serve(#[source] std::io::Error),
     /// Shutdown could not flush every outstanding event.
     #[error("shutdown: not every event was acknowledged")]
     Flush(#[source] FlushError),
@@ -118,6 +191,7 @@ pub(crate) struct App {
     pub(crate) readiness: Readiness,
     pub(crate) max_body_bytes: usize,
     pub(crate) ack_timeout: Duration,
+    pub(crate) body_read_timeout: Duration,
     pub(crate) retry_after_secs: u64,
 }
 
@@ -126,6 +200,7 @@ pub(crate) struct App {
 pub struct Server {
     listener: TcpListener,
     app: Arc<App>,
+    limits: ConnectionLimits,
     shutdown_timeout: Duration,
 }
 
@@ -135,16 +210,7 @@ impl Server {
     /// # Errors
     /// [`ServeError`] for a bad configuration or an address in use.
     pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
-        if config.max_body_bytes == 0 {
-            return Err(ServeError::Config {
-                option: "max-body-bytes",
-            });
-        }
-        if config.ack_timeout.is_zero() {
-            return Err(ServeError::Config {
-                option: "ack-timeout-ms",
-            });
-        }
+        config.validate()?;
         let publisher = Publisher::new(&config.publisher).map_err(ServeError::Publisher)?;
         let listener =
             TcpListener::bind(&config.listen)
@@ -158,11 +224,13 @@ impl Server {
             publisher,
             max_body_bytes: config.max_body_bytes,
             ack_timeout: config.ack_timeout,
+            body_read_timeout: config.body_read_timeout,
             retry_after_secs: config.retry_after_secs,
         });
         Ok(Self {
             listener,
             app,
+            limits: config.connection_limits(),
             shutdown_timeout: config.shutdown_timeout,
         })
     }
@@ -185,8 +253,8 @@ impl Server {
     /// in flight finish, and flushes the producer.
     ///
     /// # Errors
-    /// [`ServeError::Serve`] if the server fails, [`ServeError::Flush`] if
-    /// events were still unacknowledged after `shutdown_timeout`.
+    /// [`ServeError::Flush`] if events were still unacknowledged after
+    /// `shutdown_timeout`.
     pub async fn run<F>(self, shutdown: F) -> Result<(), ServeError>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -198,10 +266,7 @@ impl Server {
             topic = self.app.publisher.topic(),
             "ingest server listening"
         );
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(ServeError::Serve)?;
+        accept::serve(self.listener, router, self.limits, shutdown).await;
         info!("ingest server stopped accepting; flushing the producer");
         self.app
             .publisher
@@ -236,4 +301,52 @@ fn router(app: Arc<App>) -> Router {
             routes::track,
         ))
         .with_state(app)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> ServeConfig {
+        ServeConfig::new(PublisherConfig::new("127.0.0.1:1", "t"), "127.0.0.1:0")
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(config().validate().is_ok());
+    }
+
+    #[test]
+    fn every_bound_below_its_minimum_is_refused_naming_the_option() {
+        type Break = fn(&mut ServeConfig);
+        let cases: [(&str, Break); 6] = [
+            ("max-body-bytes: must be at least 1", |c| {
+                c.max_body_bytes = 0
+            }),
+            ("ack-timeout-ms: must be at least 1", |c| {
+                c.ack_timeout = Duration::ZERO
+            }),
+            ("header-read-timeout-ms: must be at least 1", |c| {
+                c.header_read_timeout = Duration::ZERO
+            }),
+            ("body-read-timeout-ms: must be at least 1", |c| {
+                c.body_read_timeout = Duration::ZERO
+            }),
+            ("max-header-bytes: must be at least 1024", |c| {
+                c.max_header_bytes = 1023
+            }),
+            ("max-connections: must be at least 1", |c| {
+                c.max_connections = 0
+            }),
+        ];
+        for (expected, break_it) in cases {
+            let mut c = config();
+            break_it(&mut c);
+            let e = c.validate().expect_err(expected);
+            assert_eq!(e.to_string(), expected);
+        }
+        let mut c = config();
+        c.max_header_bytes = MIN_MAX_HEADER_BYTES;
+        assert!(c.validate().is_ok());
+    }
 }

@@ -5,7 +5,9 @@
 //! |---|---|
 //! | every event acknowledged by Kafka | 200, [`Accepted`] / [`BatchReport`] |
 //! | an event is invalid (batch: and no Kafka failure) | 400, [`ErrorBody`] / [`BatchReport`] |
-//! | body larger than `--max-body-bytes`, or than Kafka takes | 413, [`ErrorBody`] |
+//! | body not complete within `--body-read-timeout-ms` | 408 + `Connection: close`, [`ErrorBody`] |
+//! | body larger than `--max-body-bytes` | 413 + `Connection: close`, [`ErrorBody`] |
+//! | event larger than Kafka takes | 413, [`ErrorBody`] |
 //! | `Content-Type` not JSON / NDJSON in UTF-8 | 415, [`ErrorBody`] |
 //! | Kafka did not acknowledge within `--ack-timeout-ms` | 503 + `Retry-After`, [`ErrorBody`] / [`BatchReport`] |
 
@@ -138,6 +140,10 @@ pub enum IngestError {
     },
     /// 400: the body could not be read to its end.
     BodyRead(String),
+    /// 408: the body did not arrive within the body read timeout. The
+    /// connection is closed after the answer: the rest of the body, if it
+    /// ever comes, would be read as the next request.
+    BodyTimeout,
     /// 400: the event is invalid.
     Invalid(Vec<Problem>),
     /// 503: Kafka did not acknowledge in time.
@@ -159,6 +165,7 @@ impl IngestError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             IngestError::BodyRead(_) | IngestError::Invalid(_) => StatusCode::BAD_REQUEST,
+            IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -183,6 +190,13 @@ impl IngestError {
             IngestError::BodyRead(reason) => (
                 "could not read the request body".to_owned(),
                 vec![Problem::new("(body)", reason)],
+            ),
+            IngestError::BodyTimeout => (
+                "request body not received in time".to_owned(),
+                vec![Problem::new(
+                    "(body)",
+                    "not complete within the body read timeout; send it again",
+                )],
             ),
             IngestError::Invalid(problems) => ("invalid event".to_owned(), problems),
             IngestError::Unavailable { reason, .. } => (
@@ -215,7 +229,20 @@ impl IntoResponse for IngestError {
             } => Some(*retry_after_secs),
             _ => None,
         };
-        let response = (status, Json(self.body())).into_response();
+        // The rest of the body is not read (the lingering close discards
+        // it), so the connection cannot carry another request: say so, or
+        // a keep-alive client would send its next request into a closing
+        // connection.
+        let close = matches!(
+            self,
+            IngestError::BodyTimeout | IngestError::BodyTooLarge { .. }
+        );
+        let mut response = (status, Json(self.body())).into_response();
+        if close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         match retry_after {
             Some(secs) => with_retry_after(response, secs),
             None => response,
@@ -253,10 +280,19 @@ mod tests {
         let r = IngestError::BodyTooLarge { max_body_bytes: 10 }.into_response();
         assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert!(r.headers().get(header::RETRY_AFTER).is_none());
+        assert_eq!(r.headers()[header::CONNECTION], "close");
+        let r = IngestError::EventTooLarge {
+            reason: "too big".into(),
+        }
+        .into_response();
+        assert!(r.headers().get(header::CONNECTION).is_none());
         assert_eq!(
             IngestError::Invalid(vec![]).status(),
             StatusCode::BAD_REQUEST
         );
+        let r = IngestError::BodyTimeout.into_response();
+        assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(r.headers()[header::CONNECTION], "close");
         assert_eq!(
             IngestError::UnsupportedMediaType(super::super::content_type::Unsupported::Missing)
                 .status(),

@@ -3,7 +3,9 @@
 //!
 //! A 2xx is sent only after Kafka acknowledged every event of the request
 //! (DESIGN invariant 1 starts here). Validation and body limits run before
-//! anything reaches Kafka; the deadline for Kafka's acknowledgement is
+//! anything reaches Kafka: the body must arrive within `body_read_timeout`
+//! of the handler's start (the head has arrived then) and be at most
+//! `max_body_bytes`; the deadline for Kafka's acknowledgement is
 //! `ack_timeout` from the moment the body was read. A re-sent event (same
 //! GUID, an OCS retry) is simply published again: the pipeline is
 //! at-least-once and receivers de-duplicate on the GUID.
@@ -53,9 +55,15 @@ fn check_content_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<(), Ing
     }
 }
 
-/// Reads the whole body, refusing more than `max` bytes without buffering
-/// them (a declared `Content-Length` above the limit is refused unread).
-async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8>, IngestError> {
+/// Reads the whole body by `deadline`, refusing more than `max` bytes
+/// without buffering them (a declared `Content-Length` above the limit is
+/// refused unread). The unread rest is the lingering close's to discard.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    deadline: Instant,
+) -> Result<Vec<u8>, IngestError> {
     let too_large = || IngestError::BodyTooLarge {
         max_body_bytes: max,
     };
@@ -68,14 +76,19 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<Vec<u8
     }
     let mut buf = Vec::with_capacity(declared.map_or(2048, |n| n as usize));
     let mut chunks = body.into_data_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| IngestError::BodyRead(error_chain(&e)))?;
+    loop {
+        // One deadline for the whole body, not per chunk: a client
+        // dripping a byte at a time is bounded too.
+        let chunk = match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Err(_) => return Err(IngestError::BodyTimeout),
+            Ok(None) => return Ok(buf),
+            Ok(Some(chunk)) => chunk.map_err(|e| IngestError::BodyRead(error_chain(&e)))?,
+        };
         if buf.len() + chunk.len() > max {
             return Err(too_large());
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf)
 }
 
 /// The GUID in an `ETag` header (OCS sets it to `GSW_MESSAGE_GUID`), quotes
@@ -159,8 +172,9 @@ pub(crate) async fn single(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Accepted>, IngestError> {
+    let body_deadline = Instant::now() + app.body_read_timeout;
     check_content_type(&headers, false)?;
-    let bytes = read_body(&headers, body, app.max_body_bytes).await?;
+    let bytes = read_body(&headers, body, app.max_body_bytes, body_deadline).await?;
     let deadline = Instant::now() + app.ack_timeout;
     let etag = etag_guid(&headers);
     let reject = |problems: Vec<Problem>| {
@@ -217,8 +231,9 @@ pub(crate) async fn batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
+    let body_deadline = Instant::now() + app.body_read_timeout;
     check_content_type(&headers, true)?;
-    let bytes = read_body(&headers, body, app.max_body_bytes).await?;
+    let bytes = read_body(&headers, body, app.max_body_bytes, body_deadline).await?;
     let deadline = Instant::now() + app.ack_timeout;
     let mut results = Vec::new();
     let mut waiting = Vec::new();
