@@ -23,6 +23,9 @@
 //! partition that needs it. (One that disappears later still holds the
 //! offset until it can be written: DESIGN invariant 1.)
 //!
+//! `cpn-relay dlq …` asks the same way before it reads ([`reach`]), short of
+//! waiting for the topic: those tools report a missing one themselves.
+//!
 //! What it is not: a health check while running. Once running, a broker
 //! outage never ends the relay: librdkafka reconnects and Kafka keeps the
 //! backlog. Nor can it see write or group-read authorization: metadata and
@@ -31,7 +34,8 @@
 //!
 //! librdkafka reports an authentication or TLS failure as an error event
 //! (`ClientContext::error`); the metadata request itself then merely times
-//! out. [`Watch`] keeps those events so the reason reaches the message.
+//! out. The check's client context (`Watch`) keeps those events, so the
+//! reason reaches the message.
 //! Messages name the brokers, the topic or group, `security.protocol`,
 //! `sasl.mechanism` and `sasl.username` — never a password.
 
@@ -101,16 +105,45 @@ impl fmt::Display for Identity {
     }
 }
 
+/// Who asks, so that messages name the options of that command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// `cpn-relay run`: `kafka.brokers`, `kafka.startup_timeout_ms`.
+    Run,
+    /// `cpn-relay dlq …`: `--brokers`.
+    DlqTool,
+}
+
+impl Via {
+    fn brokers(self) -> &'static str {
+        match self {
+            Via::Run => "kafka.brokers",
+            Via::DlqTool => "--brokers",
+        }
+    }
+
+    fn timeout(self) -> &'static str {
+        match self {
+            Via::Run => " (kafka.startup_timeout_ms)",
+            Via::DlqTool => "",
+        }
+    }
+}
+
 /// Why Kafka cannot be used as configured, found before consuming.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// No broker answered before the start-up timeout.
     #[error(
-        "kafka.brokers {brokers}: no broker answered within {} (kafka.startup_timeout_ms), connecting with {identity}{}",
+        "{} {brokers}: no broker answered within {}{}, connecting with {identity}{}",
+        .via.brokers(),
         humantime::format_duration(*.waited),
+        .via.timeout(),
         last_error(.last)
     )]
     NoBroker {
+        /// Whose options to name.
+        via: Via,
         /// The bootstrap servers.
         brokers: String,
         /// How the relay connected.
@@ -121,8 +154,10 @@ pub enum SetupError {
         last: Option<String>,
     },
     /// A broker refused the credentials or the SASL mechanism.
-    #[error("kafka.brokers {brokers}: authentication failed with {identity}: {reason}")]
+    #[error("{} {brokers}: authentication failed with {identity}: {reason}", .via.brokers())]
     Authentication {
+        /// Whose options to name.
+        via: Via,
         /// The bootstrap servers.
         brokers: String,
         /// How the relay authenticated.
@@ -131,8 +166,10 @@ pub enum SetupError {
         reason: String,
     },
     /// The TLS handshake with a broker failed.
-    #[error("kafka.brokers {brokers}: TLS handshake failed with {identity}: {reason}")]
+    #[error("{} {brokers}: TLS handshake failed with {identity}: {reason}", .via.brokers())]
     Tls {
+        /// Whose options to name.
+        via: Via,
         /// The bootstrap servers.
         brokers: String,
         /// How the relay connected.
@@ -160,7 +197,7 @@ pub enum SetupError {
     /// The brokers do not let this identity use a topic or the group.
     #[error("{option} {name}: not authorized with {identity}: {reason}")]
     NotAuthorized {
-        /// `kafka.topic`, `kafka.dlq_topic` or `kafka.group`.
+        /// `kafka.topic`, `kafka.dlq_topic`, `kafka.group` or `--topic`.
         option: &'static str,
         /// The topic or group.
         name: String,
@@ -228,6 +265,47 @@ pub async fn check(config: &RelayConfig) -> Result<Ready, SetupError> {
         "kafka start-up check passed"
     );
     Ok(ready)
+}
+
+/// For a tool that reads one topic and reports a missing one itself
+/// (`cpn-relay dlq`): waits at most `timeout` for a broker to answer for
+/// `topic`, and fails at once when authentication or TLS fails or the topic
+/// is not authorized, as [`check`] does.
+///
+/// # Errors
+/// No broker answered, authentication or TLS failed, `topic` is not
+/// authorized, or librdkafka refused the settings.
+pub async fn reach(
+    brokers: &str,
+    properties: &[(String, String)],
+    topic: &str,
+    timeout: Duration,
+) -> Result<(), SetupError> {
+    let plan = Plan {
+        via: Via::DlqTool,
+        brokers: brokers.to_owned(),
+        topic: topic.to_owned(),
+        dlq_topic: String::new(),
+        group: String::new(),
+        identity: Identity::from_properties(
+            properties.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
+        properties: properties.to_vec(),
+        timeout,
+    };
+    tokio::task::spawn_blocking(move || plan.reach())
+        .await
+        .map_err(|e| SetupError::Task(e.to_string()))?
+}
+
+/// When asking for a topic is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// The topic exists.
+    Exists,
+    /// A broker answered, whatever it said about the topic (except that it
+    /// is not authorized).
+    Answered,
 }
 
 /// What a failure code says about the setup.
@@ -379,6 +457,7 @@ impl Probe for BaseProducer<Watch> {
 /// Everything the check needs from the configuration, owned, for the
 /// blocking thread.
 struct Plan {
+    via: Via,
     brokers: String,
     topic: String,
     dlq_topic: String,
@@ -397,6 +476,7 @@ impl Plan {
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect();
         Plan {
+            via: Via::Run,
             brokers: config.kafka.brokers.clone(),
             topic: config.kafka.topic.clone(),
             dlq_topic: config.dlq_topic(),
@@ -430,14 +510,26 @@ impl Plan {
             .set("enable.auto.commit", "false")
             .create_with_context(Watch::default())
             .map_err(SetupError::Settings)?;
-        let partitions = self.await_topic(&consumer, "kafka.topic", &self.topic, deadline)?;
+        let partitions = self.await_topic(
+            &consumer,
+            "kafka.topic",
+            &self.topic,
+            deadline,
+            Until::Exists,
+        )?;
         // A producer asks for the dead-letter topic as the dead-letter
         // writer does: where the broker creates topics, this creates it.
         let producer: BaseProducer<Watch> = self
             .client_config()
             .create_with_context(Watch::default())
             .map_err(SetupError::Settings)?;
-        let dlq = self.await_topic(&producer, "kafka.dlq_topic", &self.dlq_topic, deadline)?;
+        let dlq = self.await_topic(
+            &producer,
+            "kafka.dlq_topic",
+            &self.dlq_topic,
+            deadline,
+            Until::Exists,
+        )?;
         self.check_group(&consumer, &partitions, deadline)?;
         Ok(Ready {
             topic_partitions: partitions.len(),
@@ -445,15 +537,27 @@ impl Plan {
         })
     }
 
+    fn reach(self) -> Result<(), SetupError> {
+        let deadline = Instant::now() + self.timeout;
+        let consumer: BaseConsumer<Watch> = self
+            .client_config()
+            .create_with_context(Watch::default())
+            .map_err(SetupError::Settings)?;
+        self.await_topic(&consumer, "--topic", &self.topic, deadline, Until::Answered)?;
+        Ok(())
+    }
+
     fn fatal(&self, kind: Kind, reason: String) -> SetupError {
-        let (brokers, identity) = (self.brokers.clone(), self.identity.clone());
+        let (via, brokers, identity) = (self.via, self.brokers.clone(), self.identity.clone());
         match kind {
             Kind::Tls => SetupError::Tls {
+                via,
                 brokers,
                 identity,
                 reason,
             },
             _ => SetupError::Authentication {
+                via,
                 brokers,
                 identity,
                 reason,
@@ -461,14 +565,16 @@ impl Plan {
         }
     }
 
-    /// Asks `probe` for `topic` until it has partitions, a failure that
-    /// waiting does not fix, or `deadline`.
+    /// Asks `probe` for `topic` until `until` holds, a failure that waiting
+    /// does not fix, or `deadline`. Returns the partitions (none when only
+    /// an answer was awaited and the topic has none).
     fn await_topic(
         &self,
         probe: &impl Probe,
         option: &'static str,
         topic: &str,
         deadline: Instant,
+        until: Until,
     ) -> Result<Vec<i32>, SetupError> {
         let mut answered = false;
         let mut topic_error = None;
@@ -495,6 +601,7 @@ impl Plan {
                                 reason: code.to_string(),
                             });
                         }
+                        _ if until == Until::Answered => return Ok(Vec::new()),
                         TopicState::Failed(code) => topic_error = Some(code),
                         TopicState::Missing => topic_error = None,
                     }
@@ -509,6 +616,7 @@ impl Plan {
             if Instant::now() >= deadline {
                 return Err(match (answered, topic_error) {
                     (false, _) => SetupError::NoBroker {
+                        via: self.via,
                         brokers: self.brokers.clone(),
                         identity: self.identity.clone(),
                         waited: self.timeout,
@@ -538,7 +646,8 @@ impl Plan {
                 warn!(
                     brokers = %self.brokers,
                     error = seen.last.as_deref().unwrap_or_default(),
-                    "no Kafka broker answers yet; waiting up to kafka.startup_timeout_ms"
+                    timeout = ?self.timeout,
+                    "no Kafka broker answers yet; asking again until the timeout"
                 );
             }
             if let Some(rest) = PAUSE.checked_sub(started.elapsed()) {
@@ -702,6 +811,7 @@ mod tests {
             ("sasl.password", "wrong"),
         ]);
         let auth = SetupError::Authentication {
+            via: Via::Run,
             brokers: "127.0.0.1:19092".into(),
             identity: identity.clone(),
             reason: "SASL authentication error: Invalid username or password".into(),
@@ -713,6 +823,7 @@ mod tests {
              error: Invalid username or password"
         );
         let none = SetupError::NoBroker {
+            via: Via::Run,
             brokers: "127.0.0.1:1".into(),
             identity: Identity::from_properties([]),
             waited: Duration::from_secs(15),
@@ -735,7 +846,19 @@ mod tests {
             "kafka.dlq_topic cp.dlq: no such topic on b:9092 (asked for 1s 500ms, \
              kafka.startup_timeout_ms); create it"
         );
-        for e in [auth, none, topic] {
+        let tool = SetupError::NoBroker {
+            via: Via::DlqTool,
+            brokers: "127.0.0.1:1".into(),
+            identity: Identity::from_properties([]),
+            waited: Duration::from_secs(15),
+            last: None,
+        };
+        assert_eq!(
+            tool.to_string(),
+            "--brokers 127.0.0.1:1: no broker answered within 15s, connecting with \
+             security.protocol plaintext"
+        );
+        for e in [auth, none, topic, tool] {
             assert!(!e.to_string().contains("wrong"));
             assert!(!e.to_string().contains('\n'), "one line: {e}");
         }

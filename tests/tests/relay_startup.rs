@@ -326,6 +326,33 @@ async fn with_a_sasl_broker_bad_credentials_exit_2_and_good_ones_deliver() -> Re
     );
     eprintln!("wrong password: exit 2 after {took:?}: {line}");
 
+    // The dead-letter tools check the same way: at once, with the reason.
+    let started = Instant::now();
+    let out = Command::new(bin_path("cpn-relay")?)
+        .args(["dlq", "list", "--topic", &dlq, "--brokers", &brokers])
+        .args(sasl_flags(SASL_USER, &wrong, "PLAIN"))
+        .env_remove("CPN_KAFKA_BROKERS")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(EXIT_BOUND, out)
+        .await
+        .context("cpn-relay dlq list did not exit")??;
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        out.status.code() == Some(2),
+        "dlq list: expected exit 2, got {}: {stderr}",
+        out.status
+    );
+    let want = format!("--brokers {brokers}: authentication failed");
+    ensure!(stderr.contains(&want), "wanted {want:?} in {stderr:?}");
+    ensure!(
+        took < Duration::from_secs(10),
+        "dlq list took {took:?}: an authentication failure is reported at once"
+    );
+    ensure!(!stderr.contains(&wrong), "password in the output: {stderr}");
+
     // A mechanism the listener does not offer.
     let args = base(sasl_flags(SASL_USER, SASL_PASSWORD, "SCRAM-SHA-256"));
     let relay = Relay::spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), &env)?;
