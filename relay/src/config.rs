@@ -119,6 +119,11 @@ pub struct KafkaConfig {
     /// Consumer session timeout.
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
+    /// At start-up, how long `run` waits for a broker to answer and for the
+    /// topics to exist before it exits 2 (authentication and authorization
+    /// failures exit at once). See [`crate::preflight`].
+    #[serde(default = "default_startup_timeout_ms")]
+    pub startup_timeout_ms: u64,
     /// librdkafka settings passed through to the consumer and the DLQ
     /// producer (SASL, SSL, ...). Keys cpn-relay manages are refused.
     #[serde(default)]
@@ -293,6 +298,12 @@ fn default_group() -> String {
 }
 fn default_session_timeout_ms() -> u64 {
     10_000
+}
+fn default_startup_timeout_ms() -> u64 {
+    // Long enough for a broker that restarts with the relay (a few seconds)
+    // and a SASL or TLS handshake across a slow link; short enough that a
+    // wrong address is reported while someone is still watching.
+    15_000
 }
 fn default_connect_timeout_ms() -> u64 {
     5_000
@@ -565,6 +576,12 @@ impl RelayConfig {
         if !(1_000..=3_600_000).contains(&self.kafka.session_timeout_ms) {
             bad(
                 "kafka.session_timeout_ms",
+                "must be between 1000 and 3600000".into(),
+            );
+        }
+        if !(1_000..=3_600_000).contains(&self.kafka.startup_timeout_ms) {
+            bad(
+                "kafka.startup_timeout_ms",
                 "must be between 1000 and 3600000".into(),
             );
         }

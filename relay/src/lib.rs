@@ -19,8 +19,10 @@
 //!   [`delivery`] (one record's life), [`partition`] (per-chain ordering in a
 //!   partition), [`consumer`] (the Kafka consumer thread, commits,
 //!   rebalances), [`coordinator`] (retrying offset fetches and commits while
-//!   the group coordinator moves), [`server`] (metrics and health), [`metrics`],
-//!   [`health`] (liveness: ready, waiting or stalled);
+//!   the group coordinator moves), [`preflight`] (the start-up check that
+//!   Kafka answers, lets the relay in and has its topics), [`server`]
+//!   (metrics and health), [`metrics`], [`health`] (liveness: ready,
+//!   waiting or stalled);
 //! - target edges: [`tls`], [`proxy`], [`auth`], [`signing`], [`secret`]
 //!   (where secrets come from);
 //! - tools: [`mockcrm`] (a fake customer server for onboarding, demos, tests).
@@ -39,6 +41,7 @@ pub mod http;
 pub mod metrics;
 pub mod mockcrm;
 pub mod partition;
+pub mod preflight;
 pub mod proxy;
 pub mod retry;
 pub mod route;
@@ -70,6 +73,10 @@ pub enum RunError {
     /// The Kafka consumer or producer could not be created.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// Kafka cannot be used as configured: found at start-up, before
+    /// consuming (wrong credentials, unknown topic, no broker answers).
+    #[error(transparent)]
+    KafkaSetup(#[from] preflight::SetupError),
     /// The HTTP client could not be built.
     #[error(transparent)]
     Client(#[from] http::ClientError),
@@ -112,9 +119,13 @@ impl RunError {
 /// group.
 ///
 /// # Errors
-/// Kafka clients, the HTTP client or the metrics listener cannot be set up,
-/// or the consumer thread failed.
+/// Kafka cannot be used as configured ([`preflight`]), Kafka clients, the
+/// HTTP client or the metrics listener cannot be set up, or the consumer
+/// thread failed.
 pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    // Before any client of the relay talks to Kafka: a setup that cannot
+    // work ends here with the reason, not in a relay that logs errors.
+    preflight::check(&config).await?;
     let metrics = RelayMetrics::new();
     let health = Arc::new(Health::new(Duration::from_millis(
         config.health.stall_timeout_ms,

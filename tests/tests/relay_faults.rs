@@ -12,7 +12,8 @@ use cpn_e2e::ledger::{
 };
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
 use cpn_e2e::{
-    bin_path, broker, committed, create_topic, event, produce, producer, read_all, unique, wait_for,
+    bin_path, broker, committed, create_topic, end_offsets, event, produce, producer, read_all,
+    unique, wait_for,
 };
 use cpn_relay::mockcrm::{Behavior, Latency, MockCrm, RetryAfter};
 use tokio::process::{Child, Command};
@@ -308,6 +309,28 @@ async fn two_relays_share_partitions_and_one_leaving_loses_nothing() -> Result<(
     Ok(())
 }
 
+/// Deletes `topic` and waits until the broker no longer lists it.
+async fn delete_topic(brokers: &str, topic: &str) -> Result<()> {
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating admin client")?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for r in admin.delete_topics(&[topic], &opts).await? {
+        if let Err((name, code)) = r {
+            anyhow::bail!("deleting topic {name}: {code}");
+        }
+    }
+    wait_for(&format!("{topic} gone"), WAIT, || async {
+        end_offsets(brokers, topic).ok().filter(|o| o.is_empty())
+    })
+    .await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dlq_that_cannot_be_written_holds_the_offset_until_it_can() -> Result<()> {
     let brokers = broker()?;
@@ -315,11 +338,23 @@ async fn a_dlq_that_cannot_be_written_holds_the_offset_until_it_can() -> Result<
     let group = unique("g");
     let dlq = format!("{topic}.dlq");
     create_topic(&brokers, &topic, 1).await?;
-    // The dead-letter topic does not exist yet (auto-creation is off), so the
-    // relay cannot write the dead letter.
+    // The relay starts only with its dead-letter topic in place; it is
+    // deleted under the running relay (auto-creation is off), so the relay
+    // cannot write the dead letter.
+    create_topic(&brokers, &dlq, 1).await?;
     let crm = mock_crm(Behavior::status(200).reject_when("GSW_CHAIN_ID", "1", 400)).await?;
     let relay = RunningRelay::start(test_config(&brokers, &topic, &group, &crm.url()))?;
     let p = producer(&brokers)?;
+    let (first, first_body) = event("list-d", 0, 0);
+    produce(&p, &topic, "list-d:0", Some(&first), &first_body).await?;
+    wait_for("the relay to run and deliver", WAIT, || async {
+        crm.received()
+            .iter()
+            .any(|r| r.etag.as_deref() == Some(first.as_str()))
+            .then_some(())
+    })
+    .await?;
+    delete_topic(&brokers, &dlq).await?;
     let (bad, bad_body) = event("list-d", 1, 0);
     let (_, bad_offset) = produce(&p, &topic, "list-d:1", Some(&bad), &bad_body).await?;
     let (good, good_body) = event("list-d", 2, 0);
@@ -338,7 +373,11 @@ async fn a_dlq_that_cannot_be_written_holds_the_offset_until_it_can() -> Result<
         held.get(&0).is_none_or(|c| *c <= bad_offset),
         "committed {held:?} past offset {bad_offset} whose dead letter was never written"
     );
-    create_topic(&brokers, &dlq, 1).await?;
+    // Right after a deletion the name may still be taken for a moment.
+    wait_for("the dead-letter topic created again", WAIT, || async {
+        create_topic(&brokers, &dlq, 1).await.ok()
+    })
+    .await?;
     let dl = wait_for("the dead letter once the topic exists", WAIT, || async {
         read_all(&brokers, &dlq).ok().filter(|r| !r.is_empty())
     })

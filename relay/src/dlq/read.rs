@@ -159,6 +159,10 @@ pub enum ReadError {
     /// A blocking Kafka call could not run.
     #[error("{0}")]
     Task(String),
+    /// No broker answered, or the brokers refused the credentials or the
+    /// topic ([`crate::preflight::reach`]).
+    #[error(transparent)]
+    Setup(#[from] crate::preflight::SetupError),
 }
 
 fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ReadError {
@@ -200,13 +204,23 @@ impl DlqReader {
     /// (and [`Self::commit`] writes); `None` uses a throwaway group id.
     ///
     /// # Errors
-    /// The topic, partition or offset does not exist, or Kafka does not answer.
+    /// The topic, partition or offset does not exist, Kafka does not answer,
+    /// or it refuses the credentials, the TLS handshake or the topic.
     pub async fn open(
         kafka_opts: &KafkaOptions,
         topic: &str,
         start: Start,
         group: Option<&str>,
     ) -> Result<Self, ReadError> {
+        // A wrong password or certificate is reported at once, with
+        // librdkafka's reason, instead of as a metadata request timing out.
+        crate::preflight::reach(
+            &kafka_opts.brokers,
+            &kafka_opts.properties,
+            topic,
+            REQUEST_TIMEOUT,
+        )
+        .await?;
         let group = group.map_or_else(
             || format!("cpn-dlq-reader.{}", uuid::Uuid::new_v4().simple()),
             str::to_owned,
