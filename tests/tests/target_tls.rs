@@ -302,3 +302,120 @@ async fn mtls_a_missing_client_certificate_is_refused() -> Result<()> {
     cfg.target.tls.ca_file = Some(pki.ca_file());
     assert_refused(&s, cfg, &server, "no certificates").await
 }
+
+/// A real nginx with `ssl_verify_client on` in front of the CRM completes
+/// the handshake with a relay that has no client certificate, then answers
+/// **400** to every request: the target refusing the relay, not the records.
+/// The rejection guard trips before `rejection_threshold` (20) dead letters,
+/// holds the rest, and once the relay gets its certificate everything else
+/// is delivered through nginx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_demanding_a_client_certificate_does_not_empty_the_backlog() -> Result<()> {
+    use cpn_e2e::ledger::{delivered, free_port, metric, publish};
+    use cpn_relay::mockcrm::Behavior;
+
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .context("nginx is not installed: deploy/setup installs Debian's nginx-light")?;
+    let s = fixture(3).await?;
+    let pki = Pki::new()?;
+    pki.leaf(
+        "nginx",
+        &["127.0.0.1"],
+        rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let crm = cpn_e2e::relay::mock_crm(Behavior::status(200)).await?;
+    let port = free_port()?;
+    let conf = format!(
+        "daemon off; master_process off; pid {dir}/nginx.pid; error_log {dir}/error.log warn;\n\
+         events {{}}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;\n  \
+           fastcgi_temp_path {dir}/fastcgi;\n\
+           server {{\n    listen 127.0.0.1:{port} ssl;\n    \
+             ssl_certificate {dir}/nginx.pem; ssl_certificate_key {dir}/nginx.key;\n    \
+             ssl_client_certificate {ca}; ssl_verify_client on;\n    \
+             location / {{ proxy_pass http://{crm}; }}\n  }}\n}}\n",
+        dir = pki.path("").trim_end_matches('/'),
+        ca = pki.ca_file(),
+        crm = crm.addr(),
+    );
+    let conf_file = pki.path("nginx.conf");
+    std::fs::write(&conf_file, conf)?;
+    let mut server = tokio::process::Command::new(nginx)
+        .args([
+            "-p",
+            &pki.path(""),
+            "-c",
+            &conf_file,
+            "-e",
+            &pki.path("error.log"),
+        ])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting nginx")?;
+    wait_for("nginx listening", WAIT, || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await
+    .with_context(|| std::fs::read_to_string(pki.path("error.log")).unwrap_or_default())?;
+    let url = format!("https://127.0.0.1:{port}/crm");
+    let sent = publish(&s.brokers, &s.topic, "list-ngx", 30, 5).await?;
+
+    let metrics = free_port()?;
+    let mut cfg = s.config(&url);
+    cfg.target.tls.ca_file = Some(pki.ca_file());
+    cfg.observability.metrics_listen = format!("127.0.0.1:{metrics}");
+    let relay = RunningRelay::start(cfg.clone())?;
+    wait_for(
+        "the rejection guard to trip on nginx's 400s",
+        WAIT,
+        || async { (metric(metrics, "cpn_relay_target_rejecting").await? >= 1.0).then_some(()) },
+    )
+    .await?;
+    relay.stop().await?;
+    let dead = read_all(&s.brokers, &s.dlq)?;
+    assert!(
+        dead.len() < 20,
+        "at most threshold - 1 dead letters, got {}",
+        dead.len()
+    );
+    assert!(
+        dead.iter()
+            .all(|d| d.header("cpn.dlq.http_status").as_deref() == Some("400")),
+        "nginx answered 400"
+    );
+    assert!(delivered(&crm).is_empty(), "nginx let nothing through");
+
+    // The fix: the relay gets its client certificate.
+    let (cert, key) = pki.client_files("relay-client")?;
+    cfg.target.tls.client_cert_file = Some(cert);
+    cfg.target.tls.client_key_file = Some(key);
+    let relay = RunningRelay::start(cfg)?;
+    let dead_guids: std::collections::HashSet<String> =
+        dead.iter().filter_map(|d| d.header("cpn.guid")).collect();
+    wait_for(
+        "every event delivered or among the dead letters",
+        WAIT,
+        || async {
+            let d = delivered(&crm);
+            sent.at
+                .keys()
+                .all(|g| d.contains_key(g) || dead_guids.contains(g))
+                .then_some(())
+        },
+    )
+    .await?;
+    relay.stop().await?;
+    assert_eq!(
+        read_all(&s.brokers, &s.dlq)?.len(),
+        dead.len(),
+        "nothing dead-lettered after the guard tripped"
+    );
+    server.start_kill()?;
+    Ok(())
+}
