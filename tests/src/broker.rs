@@ -2,7 +2,9 @@
 //! test broker must never go down under the other tests.
 //!
 //! Started with the project's own `deploy/kafka/kafka-local` on free ports,
-//! with its own data and run folders (removed on drop, the broker stopped).
+//! with its own data and run folders (removed on drop, the broker stopped;
+//! kept when the test panics, for its logs). Plain, or with a SASL_PLAINTEXT
+//! listener (`KAFKA_SASL=plain`, the users of `deploy/kafka/sasl.properties`).
 //! Starting fails loudly: a test that needs it never skips.
 
 use std::path::PathBuf;
@@ -16,6 +18,7 @@ use anyhow::{Context, Result, bail};
 pub struct PrivateBroker {
     port: u16,
     dir: PathBuf,
+    sasl: bool,
 }
 
 fn kafka_local() -> PathBuf {
@@ -41,10 +44,22 @@ impl PrivateBroker {
     /// # Errors
     /// kafka-local failed (its output is in the error).
     pub fn start() -> Result<Self> {
+        Self::launch(false)
+    }
+
+    /// Like [`PrivateBroker::start`], with a SASL_PLAINTEXT (PLAIN) listener.
+    ///
+    /// # Errors
+    /// kafka-local failed (its output is in the error).
+    pub fn start_sasl() -> Result<Self> {
+        Self::launch(true)
+    }
+
+    fn launch(sasl: bool) -> Result<Self> {
         let port = free_port_pair()?;
         let dir = std::env::temp_dir().join(crate::unique("cpn-broker"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let b = PrivateBroker { port, dir };
+        let b = PrivateBroker { port, dir, sasl };
         b.run("start")?;
         Ok(b)
     }
@@ -59,9 +74,15 @@ impl PrivateBroker {
         c.arg(verb)
             .env("KAFKA_PORT", self.port.to_string())
             .env("KAFKA_CONTROLLER_PORT", (self.port + 1).to_string())
+            // A small heap: this machine is shared, and the tests are small.
             .env("KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m")
+            .env("KAFKA_START_TIMEOUT", "180")
             .env("CPN_KAFKA_DATA", self.dir.join("data"))
-            .env("CPN_KAFKA_RUN", self.dir.join("run"));
+            .env("CPN_KAFKA_RUN", self.dir.join("run"))
+            .stdin(std::process::Stdio::null());
+        if self.sasl {
+            c.env("KAFKA_SASL", "plain");
+        }
         c
     }
 
@@ -72,7 +93,8 @@ impl PrivateBroker {
             .with_context(|| format!("running kafka-local {verb}"))?;
         if !out.status.success() {
             bail!(
-                "kafka-local {verb} on port {} failed ({}):\n{}{}",
+                "{}kafka-local {verb} on port {} failed ({}):\n{}{}",
+                if self.sasl { "KAFKA_SASL=plain " } else { "" },
                 self.port,
                 out.status,
                 String::from_utf8_lossy(&out.stdout),
@@ -116,7 +138,20 @@ impl PrivateBroker {
 
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
-        let _ = self.command("stop").output();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        match self.command("stop").output() {
+            Ok(out) if out.status.success() => {}
+            Ok(out) => eprintln!(
+                "stopping the broker on port {} failed: {}{}",
+                self.port,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+            Err(e) => eprintln!("stopping the broker on port {}: {e}", self.port),
+        }
+        if std::thread::panicking() {
+            eprintln!("broker logs kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

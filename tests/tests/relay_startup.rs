@@ -10,12 +10,13 @@
 //! data and logs in a temporary directory) and stops it when it ends. The
 //! other cases use the shared local broker. All run the real binary.
 
-use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use cpn_e2e::broker::PrivateBroker;
+use cpn_e2e::ledger::sigterm;
 use cpn_e2e::relay::mock_crm;
 use cpn_e2e::{bin_path, broker, create_topic, event, produce, unique, wait_for};
 use cpn_relay::mockcrm::{Behavior, MockCrm};
@@ -48,55 +49,17 @@ const SASL_PASSWORD: &str = "cpn-secret";
 const GUEST_USER: &str = "guest";
 const GUEST_PASSWORD: &str = "guest-secret";
 
-/// A SASL broker started by `kafka-local` for this test, on a free port, with
-/// its data and logs in a directory of its own; stopped on drop.
-struct SaslBroker {
-    port: u16,
-    dir: PathBuf,
-}
+/// A SASL broker of this test's own ([`PrivateBroker::start_sasl`]).
+struct SaslBroker(PrivateBroker);
 
 impl SaslBroker {
-    fn script() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/kafka/kafka-local")
-    }
-
-    fn command(&self, verb: &str) -> std::process::Command {
-        let mut c = std::process::Command::new(Self::script());
-        c.arg(verb)
-            .env("KAFKA_SASL", "plain")
-            .env("KAFKA_PORT", self.port.to_string())
-            .env("KAFKA_CONTROLLER_PORT", (self.port + 1).to_string())
-            .env("CPN_KAFKA_DATA", self.dir.join("data"))
-            .env("CPN_KAFKA_RUN", self.dir.join("run"))
-            // A small heap: this machine is shared, and the test is small.
-            .env("KAFKA_HEAP_OPTS", "-Xms256m -Xmx512m")
-            .env("KAFKA_START_TIMEOUT", "180")
-            .stdin(Stdio::null());
-        c
-    }
-
     /// Starts it, or fails with what `kafka-local` said.
     fn start() -> Result<Self> {
-        let port = free_port_pair()?;
-        let dir = std::env::temp_dir().join(unique("cpn-sasl-broker"));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let broker = SaslBroker { port, dir };
-        let out = broker
-            .command("start")
-            .output()
-            .context("running deploy/kafka/kafka-local start")?;
-        ensure!(
-            out.status.success(),
-            "KAFKA_SASL=plain deploy/kafka/kafka-local start on port {port} failed ({}):\n{}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(broker)
+        Ok(SaslBroker(PrivateBroker::start_sasl()?))
     }
 
     fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.0.bootstrap()
     }
 
     /// librdkafka settings that log in as `user`.
@@ -126,43 +89,9 @@ impl SaslBroker {
     }
 }
 
-impl Drop for SaslBroker {
-    fn drop(&mut self) {
-        match self.command("stop").output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "stopping the SASL broker on port {} failed: {}{}",
-                self.port,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => eprintln!("stopping the SASL broker on port {}: {e}", self.port),
-        }
-        if std::thread::panicking() {
-            eprintln!("SASL broker logs kept in {}", self.dir.display());
-        } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            eprintln!("removing {}: {e}", self.dir.display());
-        }
-    }
-}
-
-/// A port whose successor is free too (the broker's controller listener).
-fn free_port_pair() -> Result<u16> {
-    for _ in 0..50 {
-        let a = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = a.local_addr()?.port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return Ok(port);
-        }
-    }
-    bail!("found no two free consecutive ports on 127.0.0.1")
-}
-
 /// A loopback port nothing listens on.
 fn closed_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    cpn_e2e::ledger::free_port()
 }
 
 /// `cpn-relay run` with these flags and `CPN_` variables only, its stderr
@@ -262,15 +191,6 @@ fn sasl_flags(user: &str, password: &str, mechanism: &str) -> Vec<String> {
     .into_iter()
     .flat_map(|kv| ["-X".to_owned(), kv])
     .collect()
-}
-
-fn sigterm(child: &Child) -> Result<()> {
-    let pid = child.id().context("relay already exited")?;
-    let st = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()?;
-    ensure!(st.success(), "kill -TERM failed");
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
