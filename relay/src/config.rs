@@ -655,10 +655,24 @@ impl RelayConfig {
                 "must be between 1000 and 3600000".into(),
             );
         }
-        if let Some(id) = &self.kafka.instance_id
-            && let Err(e) = check_instance_id(id)
-        {
-            bad("kafka.instance_id", e);
+        if let Some(id) = &self.kafka.instance_id {
+            if let Err(e) = check_instance_id(id) {
+                bad("kafka.instance_id", e);
+            } else if self.kafka.group_protocol == GroupProtocol::Consumer {
+                // Measured with Kafka 4.4 and librdkafka 2.12.1: a static
+                // member restarted after a crash is refused
+                // (UNRELEASED_INSTANCE_ID, fatal in librdkafka) until the
+                // dead member's broker-side session expires, and the
+                // consumer never recovers from a fatal error.
+                bad(
+                    "kafka.instance_id",
+                    "is not supported with kafka.group_protocol = \"consumer\": after a \
+                     crash the broker refuses the restarted member (UNRELEASED_INSTANCE_ID, \
+                     fatal in librdkafka) until the old session expires; use the classic \
+                     protocol for static membership"
+                        .into(),
+                );
+            }
         }
         for k in self.kafka.properties.keys() {
             if MANAGED_KAFKA_KEYS.contains(&k.as_str()) {
@@ -1278,8 +1292,20 @@ mod tests {
             ("CPN_KAFKA_INSTANCE_ID", "relay-1"),
             ("CPN_KAFKA_GROUP_PROTOCOL", "consumer"),
         ];
-        let c = load(text, &env, Overrides::default()).unwrap();
+        let p = problems(load(text, &env, Overrides::default()).unwrap_err());
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("kafka.instance_id: is not supported with")),
+            "static membership with KIP-848 is refused: {p:?}"
+        );
+        let c = load(text, &env[..1], Overrides::default()).unwrap();
         assert_eq!(c.kafka.instance_id.as_deref(), Some("relay-1"));
+        let c = load(
+            "[target]\nurl=\"http://x/\"\n",
+            &env[1..],
+            Overrides::default(),
+        )
+        .unwrap();
         assert_eq!(c.kafka.group_protocol, GroupProtocol::Consumer);
         let flags = Overrides {
             instance_id: Some("cpn-relay-2".into()),
