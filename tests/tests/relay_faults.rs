@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cpn_e2e::ledger::{
-    Sent, WAIT, delivered, free_port, metric, publish, sigterm, spawn_relay, wait_all_delivered,
+    Sent, WAIT, delivered, free_port, metric, publish, relay_command, sigterm, spawn_relay,
+    wait_all_delivered,
 };
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
 use cpn_e2e::{
@@ -16,6 +17,16 @@ use cpn_e2e::{
 };
 use cpn_relay::mockcrm::{Behavior, Latency, MockCrm, RetryAfter};
 use tokio::process::{Child, Command};
+
+/// Which `commit.interval_ms` a relay runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitInterval {
+    /// The fault tests' short one (harness).
+    Fast,
+    /// The production default, so that what a test prints is what a
+    /// deployment gets.
+    Default,
+}
 
 /// A fixture with `chains` x `per_chain` events, a 20 ms CRM and the relay
 /// binary running, returned once `min_delivered` events were delivered.
@@ -25,13 +36,18 @@ async fn mid_flight(
     chains: i64,
     per_chain: i64,
     min_delivered: usize,
+    commit: CommitInterval,
 ) -> Result<(Fixture, MockCrm, Sent, Child)> {
     let f = fixture(partitions).await?;
     let crm =
         mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
             .await?;
     let sent = publish(&f.brokers, &f.topic, list, chains, per_chain).await?;
-    let relay = spawn_relay(&f.brokers, &f.topic, &f.group, &crm.url())?;
+    let mut cmd = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?;
+    if commit == CommitInterval::Default {
+        cmd.env_remove("CPN_COMMIT_INTERVAL_MS");
+    }
+    let relay = cmd.spawn().context("spawning cpn-relay")?;
     wait_for(
         &format!("{min_delivered} deliveries under way"),
         WAIT,
@@ -106,7 +122,21 @@ async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
         crm,
         sent,
         mut relay,
-    ) = mid_flight(4, "list-k", 40, 50, 300).await?;
+    ) = mid_flight(4, "list-k", 40, 150, 300, CommitInterval::Default).await?;
+    // Kill half a second (1000 deliveries at 40 chains x 20 ms) after a
+    // first commit was seen, whatever the interval: the count printed below
+    // is then what the default commit interval leaves to redeliver.
+    wait_for("a first commit", WAIT, || async {
+        committed(&brokers, &group, &topic)
+            .ok()
+            .filter(|c| c.values().any(|o| *o > 0))
+    })
+    .await?;
+    let seen = delivered(&crm).len();
+    wait_for("1000 more deliveries", WAIT, || async {
+        (delivered(&crm).len() >= seen + 1000).then_some(())
+    })
+    .await?;
     relay.start_kill()?;
     relay.wait().await?;
     let before_kill = delivered(&crm);
@@ -159,7 +189,7 @@ async fn sigterm_drains_and_commits_so_a_restart_sends_no_duplicates() -> Result
         crm,
         sent,
         mut relay,
-    ) = mid_flight(2, "list-t", 20, 40, 100).await?;
+    ) = mid_flight(2, "list-t", 20, 40, 100, CommitInterval::Fast).await?;
     sigterm(&relay)?;
     let status = tokio::time::timeout(Duration::from_secs(60), relay.wait()).await??;
     assert!(status.success(), "exit 0 after SIGTERM, got {status}");
