@@ -177,6 +177,63 @@ async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
     Ok(())
 }
 
+/// The old member's session in
+/// `a_relay_restarted_with_its_instance_id_after_sigkill_resumes_before_its_session_expires`.
+const LONG_SESSION: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_restarted_with_its_instance_id_after_sigkill_resumes_before_its_session_expires()
+-> Result<()> {
+    let f = fixture(4).await?;
+    let crm =
+        mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
+            .await?;
+    let sent = publish(&f.brokers, &f.topic, "list-static", 40, 100).await?;
+    let id = unique("relay");
+    let start = || -> Result<Child> {
+        relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?
+            .env(
+                "CPN_KAFKA_SESSION_TIMEOUT_MS",
+                LONG_SESSION.as_millis().to_string(),
+            )
+            .args(["--instance-id", &id])
+            .spawn()
+            .context("spawning cpn-relay")
+    };
+    let mut relay = start()?;
+    wait_for("300 deliveries under way", WAIT, || async {
+        (delivered(&crm).len() >= 300).then_some(())
+    })
+    .await?;
+    relay.start_kill()?;
+    relay.wait().await?;
+    let before = crm.received_count();
+    let restarted = tokio::time::Instant::now();
+    let mut relay = start()?;
+    // Without static membership the group waits for the dead member's
+    // session (30 s) before the partitions move; with it, the restarted
+    // member takes the dead one's place. A behaviour bound, not a figure.
+    wait_for(
+        "a delivery by the restarted relay",
+        LONG_SESSION + Duration::from_secs(10),
+        || async { (crm.received_count() > before).then_some(()) },
+    )
+    .await?;
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the restarted relay delivered after {took:?}: it waited for the old \
+         session ({LONG_SESSION:?}) instead of replacing its static member"
+    );
+    wait_all_delivered(&crm, &sent).await?;
+    sigterm(&relay)?;
+    let status = tokio::time::timeout(Duration::from_secs(60), relay.wait()).await??;
+    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+    assert!(read_all(&f.brokers, &f.dlq)?.is_empty());
+    eprintln!("first delivery {took:?} after the restart");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_commits_so_a_restart_sends_no_duplicates() -> Result<()> {
     let (
