@@ -116,7 +116,8 @@ pub struct KafkaConfig {
     /// Dead-letter topic; default `<topic>.dlq`. One per target.
     #[serde(default)]
     pub dlq_topic: Option<String>,
-    /// Consumer session timeout.
+    /// Consumer session timeout (`group_protocol = "classic"` only: with
+    /// `consumer` the broker's `group.consumer.session.timeout.ms` applies).
     #[serde(default = "default_session_timeout_ms")]
     pub session_timeout_ms: u64,
     /// At start-up, how long `run` waits for a broker to answer and for the
@@ -124,11 +125,70 @@ pub struct KafkaConfig {
     /// failures exit at once). See [`crate::preflight`].
     #[serde(default = "default_startup_timeout_ms")]
     pub startup_timeout_ms: u64,
+    /// Static membership: this replica's `group.instance.id`. A relay that
+    /// restarts with the same id takes its partitions back at once instead
+    /// of waiting for its old session to expire. Off by default: it must be
+    /// unique per replica and stable across restarts (a StatefulSet pod
+    /// name), and two live relays with one id fence each other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Consumer group protocol: `classic` (JoinGroup/SyncGroup,
+    /// cooperative-sticky) or `consumer` (KIP-848, broker-side assignment).
+    #[serde(default)]
+    pub group_protocol: GroupProtocol,
     /// librdkafka settings passed through to the consumer and the DLQ
     /// producer (SASL, SSL, ...). Keys cpn-relay manages are refused.
     #[serde(default)]
     pub properties: BTreeMap<String, Secret>,
 }
+
+/// Which consumer group protocol the relay speaks (`kafka.group_protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// The classic protocol, with the cooperative-sticky assignor.
+    #[default]
+    Classic,
+    /// KIP-848: the broker assigns partitions incrementally; the session
+    /// timeout and the assignor are the broker's.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// The value of librdkafka's `group.protocol`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GroupProtocol::Classic => "classic",
+            GroupProtocol::Consumer => "consumer",
+        }
+    }
+
+    /// Parses `classic` or `consumer`.
+    ///
+    /// # Errors
+    /// Anything else, with what is accepted.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "classic" => Ok(GroupProtocol::Classic),
+            "consumer" => Ok(GroupProtocol::Consumer),
+            other => Err(format!("{other:?} is not classic or consumer")),
+        }
+    }
+}
+
+// By hand, so that a wrong value names its key wherever it came from (file
+// or CPN_KAFKA_GROUP_PROTOCOL): serde's "unknown variant" does not.
+impl<'de> Deserialize<'de> for GroupProtocol {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        GroupProtocol::parse(&s)
+            .map_err(|e| serde::de::Error::custom(format!("kafka.group_protocol: {e}")))
+    }
+}
+
+/// Longest `kafka.instance_id`: Kafka takes up to 249 characters as a
+/// group instance id; the relay keeps to that.
+pub const MAX_INSTANCE_ID_LEN: usize = 249;
 
 /// `[target]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,7 +419,10 @@ fn default_max_in_flight_per_partition() -> usize {
     4096
 }
 fn default_commit_interval_ms() -> u64 {
-    1_000
+    // A crash redelivers what finished since the last commit: a quarter of
+    // a second of deliveries instead of a second (BENCHMARKS.md). Four
+    // asynchronous commits a second, each one request for all partitions.
+    250
 }
 fn default_shutdown_deadline_ms() -> u64 {
     15_000
@@ -415,6 +478,17 @@ pub const MANAGED_KAFKA_KEYS: &[&str] = &[
     "enable.idempotence",
     "acks",
     "enable.partition.eof",
+    "group.instance.id",
+    "group.protocol",
+];
+
+/// librdkafka keys that librdkafka 2.12 refuses to create a consumer with
+/// under `group.protocol=consumer` ("is not supported ... It is defined
+/// broker side"; the assignor is `group.remote.assignor`).
+pub const CLASSIC_ONLY_KAFKA_KEYS: &[&str] = &[
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
 ];
 
 /// Overrides the essentials from the command line (flags win over env and file).
@@ -426,6 +500,10 @@ pub struct Overrides {
     pub topic: Option<String>,
     /// `--group`.
     pub group: Option<String>,
+    /// `--instance-id`.
+    pub instance_id: Option<String>,
+    /// `--group-protocol`.
+    pub group_protocol: Option<String>,
     /// `--target-url`.
     pub target_url: Option<String>,
     /// `--dlq-topic`.
@@ -485,6 +563,18 @@ impl RelayConfig {
         }
         if let Some(v) = &f.group {
             self.kafka.group = v.clone();
+        }
+        if let Some(v) = &f.instance_id {
+            self.kafka.instance_id = Some(v.clone());
+        }
+        if let Some(v) = &f.group_protocol {
+            match GroupProtocol::parse(v) {
+                Ok(p) => self.kafka.group_protocol = p,
+                Err(problem) => problems.push(ConfigProblem {
+                    path: "--group-protocol".into(),
+                    problem,
+                }),
+            }
         }
         if let Some(v) = &f.target_url {
             self.target.url = v.clone();
@@ -585,11 +675,41 @@ impl RelayConfig {
                 "must be between 1000 and 3600000".into(),
             );
         }
+        if let Some(id) = &self.kafka.instance_id {
+            if let Err(e) = check_instance_id(id) {
+                bad("kafka.instance_id", e);
+            } else if self.kafka.group_protocol == GroupProtocol::Consumer {
+                // Measured with Kafka 4.4 and librdkafka 2.12.1: a static
+                // member restarted after a crash is refused
+                // (UNRELEASED_INSTANCE_ID, fatal in librdkafka) until the
+                // dead member's broker-side session expires, and the
+                // consumer never recovers from a fatal error.
+                bad(
+                    "kafka.instance_id",
+                    "is not supported with kafka.group_protocol = \"consumer\": after a \
+                     crash the broker refuses the restarted member (UNRELEASED_INSTANCE_ID, \
+                     fatal in librdkafka) until the old session expires; use the classic \
+                     protocol for static membership"
+                        .into(),
+                );
+            }
+        }
         for k in self.kafka.properties.keys() {
             if MANAGED_KAFKA_KEYS.contains(&k.as_str()) {
                 bad(
                     &format!("kafka.properties.{k}"),
-                    "is managed by cpn-relay and cannot be set".into(),
+                    "is managed by cpn-relay and cannot be set (see kafka.instance_id and \
+                     kafka.group_protocol)"
+                        .into(),
+                );
+            } else if self.kafka.group_protocol == GroupProtocol::Consumer
+                && CLASSIC_ONLY_KAFKA_KEYS.contains(&k.as_str())
+            {
+                bad(
+                    &format!("kafka.properties.{k}"),
+                    "is not supported with kafka.group_protocol = \"consumer\" (the broker \
+                     owns it: group.consumer.* settings)"
+                        .into(),
                 );
             }
         }
@@ -817,6 +937,27 @@ fn is_secret_key(k: &str) -> bool {
         .any(|s| k.contains(s))
 }
 
+/// A group instance id: what Kafka accepts (up to 249 characters), kept to
+/// the characters of a host or pod name so that it survives every tool it
+/// is typed into.
+fn check_instance_id(id: &str) -> Result<(), String> {
+    if id.trim().is_empty() {
+        return Err("must not be empty (leave it unset to turn static membership off)".into());
+    }
+    if id.len() > MAX_INSTANCE_ID_LEN {
+        return Err(format!("longer than {MAX_INSTANCE_ID_LEN} characters"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "contains {c:?}; use letters, digits, '.', '_' and '-' (a pod or host name)"
+        ));
+    }
+    Ok(())
+}
+
 fn check_topic_name(t: &str) -> Result<(), String> {
     if t.is_empty() {
         return Err("must not be empty".into());
@@ -849,6 +990,7 @@ fn apply_env(table: &mut toml::Table, env: &BTreeMap<String, String>) -> Vec<Con
     // Options without a default value still take env.
     let extra = [
         ("CPN_KAFKA_DLQ_TOPIC", ("kafka", "dlq_topic")),
+        ("CPN_KAFKA_INSTANCE_ID", ("kafka", "instance_id")),
         ("CPN_OBSERVABILITY_RELAY_ID", ("observability", "relay_id")),
     ];
     let mut known: BTreeSet<String> = extra.iter().map(|(v, _)| (*v).to_owned()).collect();
@@ -1153,6 +1295,120 @@ mod tests {
         );
         c.circuit.failure_threshold = 3;
         assert!(c.warnings().is_empty());
+    }
+
+    #[test]
+    fn instance_id_and_group_protocol_come_from_file_env_and_flags() {
+        let c = load("[target]\nurl=\"http://x/\"\n", &[], Overrides::default()).unwrap();
+        assert_eq!(
+            c.kafka.instance_id, None,
+            "static membership is off by default"
+        );
+        assert_eq!(c.kafka.group_protocol, GroupProtocol::Classic);
+        let text = "[target]\nurl=\"http://x/\"\n[kafka]\ninstance_id = \"relay-0\"\n";
+        let c = load(text, &[], Overrides::default()).unwrap();
+        assert_eq!(c.kafka.instance_id.as_deref(), Some("relay-0"));
+        let env = [
+            ("CPN_KAFKA_INSTANCE_ID", "relay-1"),
+            ("CPN_KAFKA_GROUP_PROTOCOL", "consumer"),
+        ];
+        let p = problems(load(text, &env, Overrides::default()).unwrap_err());
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("kafka.instance_id: is not supported with")),
+            "static membership with KIP-848 is refused: {p:?}"
+        );
+        let c = load(text, &env[..1], Overrides::default()).unwrap();
+        assert_eq!(c.kafka.instance_id.as_deref(), Some("relay-1"));
+        let c = load(
+            "[target]\nurl=\"http://x/\"\n",
+            &env[1..],
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.kafka.group_protocol, GroupProtocol::Consumer);
+        let flags = Overrides {
+            instance_id: Some("cpn-relay-2".into()),
+            group_protocol: Some("classic".into()),
+            ..Default::default()
+        };
+        let c = load(text, &env, flags).unwrap();
+        assert_eq!(c.kafka.instance_id.as_deref(), Some("cpn-relay-2"));
+        assert_eq!(c.kafka.group_protocol, GroupProtocol::Classic);
+    }
+
+    #[test]
+    fn bad_instance_ids_and_protocols_are_named() {
+        for (id, want) in [
+            ("", "must not be empty"),
+            ("  ", "must not be empty"),
+            ("relay 0", "contains ' '"),
+            ("relay/0", "contains '/'"),
+        ] {
+            let flags = Overrides {
+                instance_id: Some(id.into()),
+                ..Default::default()
+            };
+            let p = problems(load("[target]\nurl=\"http://x/\"\n", &[], flags).unwrap_err());
+            assert!(
+                p.iter()
+                    .any(|p| p.starts_with("kafka.instance_id:") && p.contains(want)),
+                "{id:?}: {p:?}"
+            );
+        }
+        let long = "r".repeat(MAX_INSTANCE_ID_LEN + 1);
+        let p = problems(
+            load(
+                "[target]\nurl=\"http://x/\"\n",
+                &[("CPN_KAFKA_INSTANCE_ID", &long)],
+                Overrides::default(),
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            p.iter().any(|p| p.starts_with("kafka.instance_id: longer")),
+            "{p:?}"
+        );
+        let flags = Overrides {
+            group_protocol: Some("kip848".into()),
+            ..Default::default()
+        };
+        let p = problems(load("[target]\nurl=\"http://x/\"\n", &[], flags).unwrap_err());
+        assert!(
+            p.iter().any(|p| p.starts_with("--group-protocol:")),
+            "{p:?}"
+        );
+        let e = load(
+            "[target]\nurl=\"http://x/\"\n",
+            &[("CPN_KAFKA_GROUP_PROTOCOL", "kip848")],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("group_protocol") || e.contains("GROUP_PROTOCOL"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn classic_only_settings_are_refused_with_the_consumer_protocol() {
+        let text = "[target]\nurl=\"http://x/\"\n[kafka]\ngroup_protocol = \"consumer\"\n\
+                    [kafka.properties]\n\"session.timeout.ms\" = \"30000\"\n\
+                    \"group.instance.id\" = \"x\"\n";
+        let p = problems(load(text, &[], Overrides::default()).unwrap_err());
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("kafka.properties.session.timeout.ms: is not supported")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.starts_with("kafka.properties.group.instance.id: is managed")),
+            "{p:?}"
+        );
+        let classic = "[target]\nurl=\"http://x/\"\n[kafka.properties]\n\"heartbeat.interval.ms\" = \"1000\"\n";
+        assert!(load(classic, &[], Overrides::default()).is_ok());
     }
 
     #[test]

@@ -40,7 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::RelayConfig;
+use crate::config::{GroupProtocol, RelayConfig};
 use crate::delivery::{Record, SharedDeliverer};
 use crate::health::Health;
 use crate::metrics::RelayMetrics;
@@ -437,16 +437,29 @@ pub fn create_consumer(
     let mut c = ClientConfig::new();
     // Pass-through first, so the settings below (which the guarantees rely
     // on) cannot be overridden; config validation refuses them anyway.
-    c.set("partition.assignment.strategy", "cooperative-sticky")
-        .set("auto.offset.reset", "earliest")
-        .set(
-            "session.timeout.ms",
-            config.kafka.session_timeout_ms.to_string(),
-        )
+    c.set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
         .set("queued.max.messages.kbytes", "16384");
+    match config.kafka.group_protocol {
+        GroupProtocol::Classic => {
+            c.set("partition.assignment.strategy", "cooperative-sticky")
+                .set(
+                    "session.timeout.ms",
+                    config.kafka.session_timeout_ms.to_string(),
+                );
+        }
+        // KIP-848: the broker assigns (incrementally) and owns the session
+        // and heartbeat timeouts; librdkafka refuses to create a consumer
+        // given `partition.assignment.strategy`, `session.timeout.ms` or
+        // `heartbeat.interval.ms` with this protocol.
+        GroupProtocol::Consumer => {}
+    }
     for (k, v) in &config.kafka.properties {
         c.set(k, &v.0);
+    }
+    c.set("group.protocol", config.kafka.group_protocol.as_str());
+    if let Some(id) = &config.kafka.instance_id {
+        c.set("group.instance.id", id);
     }
     c.set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", &config.kafka.group)

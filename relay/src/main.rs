@@ -45,6 +45,12 @@ struct RunArgs {
     /// Consumer group, one per target [kafka.group, CPN_KAFKA_GROUP].
     #[arg(long)]
     group: Option<String>,
+    /// Static membership: this replica's group.instance.id, unique and stable per replica (on Kubernetes, the StatefulSet pod name) [kafka.instance_id, CPN_KAFKA_INSTANCE_ID].
+    #[arg(long)]
+    instance_id: Option<String>,
+    /// Consumer group protocol: classic or consumer (KIP-848) [kafka.group_protocol, CPN_KAFKA_GROUP_PROTOCOL].
+    #[arg(long)]
+    group_protocol: Option<String>,
     /// URL to POST each event to [target.url, CPN_TARGET_URL].
     #[arg(long)]
     target_url: Option<String>,
@@ -74,6 +80,8 @@ impl RunArgs {
             brokers: self.brokers.clone(),
             topic: self.topic.clone(),
             group: self.group.clone(),
+            instance_id: self.instance_id.clone(),
+            group_protocol: self.group_protocol.clone(),
             target_url: self.target_url.clone(),
             dlq_topic: self.dlq_topic.clone(),
             headers: self.headers.clone(),

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cpn_e2e::ledger::{
-    Sent, WAIT, delivered, free_port, metric, publish, sigterm, spawn_relay, wait_all_delivered,
+    Sent, WAIT, delivered, free_port, metric, publish, relay_command, sigterm, spawn_relay,
+    wait_all_delivered,
 };
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
 use cpn_e2e::{
@@ -18,6 +19,16 @@ use cpn_e2e::{
 use cpn_relay::mockcrm::{Behavior, Latency, MockCrm, RetryAfter};
 use tokio::process::{Child, Command};
 
+/// Which `commit.interval_ms` a relay runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitInterval {
+    /// The fault tests' short one (harness).
+    Fast,
+    /// The production default, so that what a test prints is what a
+    /// deployment gets.
+    Default,
+}
+
 /// A fixture with `chains` x `per_chain` events, a 20 ms CRM and the relay
 /// binary running, returned once `min_delivered` events were delivered.
 async fn mid_flight(
@@ -26,13 +37,18 @@ async fn mid_flight(
     chains: i64,
     per_chain: i64,
     min_delivered: usize,
+    commit: CommitInterval,
 ) -> Result<(Fixture, MockCrm, Sent, Child)> {
     let f = fixture(partitions).await?;
     let crm =
         mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
             .await?;
     let sent = publish(&f.brokers, &f.topic, list, chains, per_chain).await?;
-    let relay = spawn_relay(&f.brokers, &f.topic, &f.group, &crm.url())?;
+    let mut cmd = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?;
+    if commit == CommitInterval::Default {
+        cmd.env_remove("CPN_COMMIT_INTERVAL_MS");
+    }
+    let relay = cmd.spawn().context("spawning cpn-relay")?;
     wait_for(
         &format!("{min_delivered} deliveries under way"),
         WAIT,
@@ -107,7 +123,21 @@ async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
         crm,
         sent,
         mut relay,
-    ) = mid_flight(4, "list-k", 40, 50, 300).await?;
+    ) = mid_flight(4, "list-k", 40, 150, 300, CommitInterval::Default).await?;
+    // Kill half a second (1000 deliveries at 40 chains x 20 ms) after a
+    // first commit was seen, whatever the interval: the count printed below
+    // is then what the default commit interval leaves to redeliver.
+    wait_for("a first commit", WAIT, || async {
+        committed(&brokers, &group, &topic)
+            .ok()
+            .filter(|c| c.values().any(|o| *o > 0))
+    })
+    .await?;
+    let seen = delivered(&crm).len();
+    wait_for("1000 more deliveries", WAIT, || async {
+        (delivered(&crm).len() >= seen + 1000).then_some(())
+    })
+    .await?;
     relay.start_kill()?;
     relay.wait().await?;
     let before_kill = delivered(&crm);
@@ -148,6 +178,63 @@ async fn sigkill_mid_flight_then_restart_loses_nothing() -> Result<()> {
     Ok(())
 }
 
+/// The old member's session in
+/// `a_relay_restarted_with_its_instance_id_after_sigkill_resumes_before_its_session_expires`.
+const LONG_SESSION: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_restarted_with_its_instance_id_after_sigkill_resumes_before_its_session_expires()
+-> Result<()> {
+    let f = fixture(4).await?;
+    let crm =
+        mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(20))))
+            .await?;
+    let sent = publish(&f.brokers, &f.topic, "list-static", 40, 100).await?;
+    let id = unique("relay");
+    let start = || -> Result<Child> {
+        relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?
+            .env(
+                "CPN_KAFKA_SESSION_TIMEOUT_MS",
+                LONG_SESSION.as_millis().to_string(),
+            )
+            .args(["--instance-id", &id])
+            .spawn()
+            .context("spawning cpn-relay")
+    };
+    let mut relay = start()?;
+    wait_for("300 deliveries under way", WAIT, || async {
+        (delivered(&crm).len() >= 300).then_some(())
+    })
+    .await?;
+    relay.start_kill()?;
+    relay.wait().await?;
+    let before = crm.received_count();
+    let restarted = tokio::time::Instant::now();
+    let mut relay = start()?;
+    // Without static membership the group waits for the dead member's
+    // session (30 s) before the partitions move; with it, the restarted
+    // member takes the dead one's place. A behaviour bound, not a figure.
+    wait_for(
+        "a delivery by the restarted relay",
+        LONG_SESSION + Duration::from_secs(10),
+        || async { (crm.received_count() > before).then_some(()) },
+    )
+    .await?;
+    let took = restarted.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "the restarted relay delivered after {took:?}: it waited for the old \
+         session ({LONG_SESSION:?}) instead of replacing its static member"
+    );
+    wait_all_delivered(&crm, &sent).await?;
+    sigterm(&relay)?;
+    let status = tokio::time::timeout(Duration::from_secs(60), relay.wait()).await??;
+    assert!(status.success(), "graceful exit after SIGTERM: {status}");
+    assert!(read_all(&f.brokers, &f.dlq)?.is_empty());
+    eprintln!("first delivery {took:?} after the restart");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_commits_so_a_restart_sends_no_duplicates() -> Result<()> {
     let (
@@ -160,7 +247,7 @@ async fn sigterm_drains_and_commits_so_a_restart_sends_no_duplicates() -> Result
         crm,
         sent,
         mut relay,
-    ) = mid_flight(2, "list-t", 20, 40, 100).await?;
+    ) = mid_flight(2, "list-t", 20, 40, 100, CommitInterval::Fast).await?;
     sigterm(&relay)?;
     let status = tokio::time::timeout(Duration::from_secs(60), relay.wait()).await??;
     assert!(status.success(), "exit 0 after SIGTERM, got {status}");
