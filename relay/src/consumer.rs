@@ -253,6 +253,8 @@ impl ClientContext for RelayContext {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        // A fatal one (librdkafka's `rd_kafka_fatal_error`) ends the
+        // consumer thread's loop; see `run_consumer`.
         warn!(%error, reason, "kafka client error");
     }
 }
@@ -485,18 +487,20 @@ pub fn create_consumer(
     Ok(consumer)
 }
 
-/// The consumer thread's loop. Returns when `stop` fires, after draining
+/// The consumer thread's loop. Returns when `stop` fires, or when
+/// librdkafka reports a fatal error (then with its reason), after draining
 /// in-flight work within the shutdown deadline, committing, and leaving the
 /// group.
 pub fn run_consumer(
     consumer: BaseConsumer<RelayContext>,
     settings: ConsumerSettings,
     stop: CancellationToken,
-) {
+) -> Option<String> {
     let ctx = consumer.context();
     let mut last_commit = Instant::now();
     let mut last_scan = Instant::now();
     let mut scan_now = false;
+    let mut fatal = None;
     while !stop.is_cancelled() {
         ctx.health.polled();
         // While partitions are paused, come back soon to resume them the
@@ -549,6 +553,14 @@ pub fn run_consumer(
         // Scanning every partition after every record would cost O(partitions)
         // per record: scan when a window filled up, when idle, or every 5 ms.
         if scan_now || last_scan.elapsed() >= BACKPRESSURE_SCAN_INTERVAL {
+            // DESIGN invariant 8: a consumer librdkafka declared dead (a
+            // static member fenced by another with its group.instance.id,
+            // say) can never consume again; end the relay, do not idle.
+            if let Some((code, text)) = consumer.client().fatal_error() {
+                error!(error = ?code, reason = %text, "fatal Kafka client error: the consumer cannot go on; stopping");
+                fatal = Some(format!("{code:?}: {text}"));
+                break;
+            }
             apply_backpressure(&consumer, settings.window);
             last_scan = Instant::now();
             scan_now = false;
@@ -570,6 +582,7 @@ pub fn run_consumer(
     ctx.health.update_assigned(0);
     info!("leaving the consumer group");
     drop(consumer);
+    fatal
 }
 
 /// Pauses partitions whose window is full (resumed at half), and every

@@ -92,6 +92,12 @@ pub enum RunError {
     /// The consumer thread panicked.
     #[error("the consumer thread failed")]
     ConsumerThread,
+    /// librdkafka reported a fatal error (for example this static member was
+    /// fenced by another relay with the same `kafka.instance_id`): the
+    /// consumer cannot go on. The relay drained and committed what was
+    /// finished.
+    #[error("fatal Kafka client error, the consumer cannot go on: {0}")]
+    KafkaFatal(String),
     /// A delivery panicked (a bug). The relay drained and committed what was
     /// finished; the record is redelivered on restart.
     #[error("a delivery panicked; the relay stopped (see the error log)")]
@@ -221,9 +227,9 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
         .spawn(move || consumer::run_consumer(consumer, settings, thread_stop))
         .map_err(|_| RunError::ConsumerThread)?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    // Some(fatal reason or None) when the thread returned, None when it panicked.
     let waiter = std::thread::spawn(move || {
-        let r = thread.join();
-        let _ = done_tx.send(r.is_ok());
+        let _ = done_tx.send(thread.join().ok());
     });
     tokio::pin!(done_rx);
     let stalled = watch_health(health, metrics, config.health.exit_on_stall, stop.clone());
@@ -243,18 +249,25 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
             tracing::error!("stopping after a panicked delivery");
             stop.cancel();
         }
-        _ = &mut done_rx => {
+        done = &mut done_rx => {
+            // The consumer thread ended by itself: a fatal Kafka error, or a panic.
             stop.cancel();
             let _ = waiter.join();
-            return Err(RunError::ConsumerThread);
+            let _ = dlq.flush(Duration::from_secs(5));
+            return Err(match done.ok().flatten() {
+                Some(Some(why)) => RunError::KafkaFatal(why),
+                _ => RunError::ConsumerThread,
+            });
         }
     }
-    let ok = done_rx.await.unwrap_or(false);
+    let done = done_rx.await.ok().flatten();
     let _ = waiter.join();
     let _ = dlq.flush(Duration::from_secs(5));
     info!("relay stopped");
-    if !ok {
+    if done.is_none() {
         Err(RunError::ConsumerThread)
+    } else if let Some(Some(why)) = done {
+        Err(RunError::KafkaFatal(why))
     } else if let Some(why) = stall_reason {
         Err(RunError::Stalled(why))
     } else if fatal.is_cancelled() {

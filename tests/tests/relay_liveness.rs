@@ -312,3 +312,44 @@ async fn readyz_says_no_partitions_for_a_relay_without_any() -> Result<()> {
     stop_ok(a).await?;
     Ok(())
 }
+
+/// Two live relays with one `kafka.instance_id`: the broker fences the
+/// first when the second joins, and librdkafka's error is fatal. The fenced
+/// relay must exit 2 saying why (it cannot consume any more), not stay up
+/// and idle; the other delivers everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_fenced_by_a_second_one_with_its_instance_id_exits_2() -> Result<()> {
+    let f = fixture(2).await?;
+    let crm = mock_crm(Behavior::status(200)).await?;
+    let id = unique("relay");
+    let port = free_port()?;
+    let mut a = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?
+        .args(["--instance-id", &id])
+        .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning relay A")?;
+    let log = collect_stderr(&mut a)?;
+    wait_for("A assigned", WAIT, || async {
+        (gauge(port, "cpn_relay_assigned_partitions").await? == 2).then_some(())
+    })
+    .await?;
+    let b = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?
+        .args(["--instance-id", &id])
+        .spawn()
+        .context("spawning relay B")?;
+    let sent = publish(&f.brokers, &f.topic, "list-fence", 10, 5).await?;
+    let status = tokio::time::timeout(WAIT, a.wait())
+        .await
+        .context("the fenced relay stayed up")??;
+    ensure!(status.code() == Some(2), "fenced relay: {status}");
+    ensure!(
+        lines_with(&log, "fatal Kafka client error") >= 1,
+        "the fatal error is named: {:?}",
+        log.lock().unwrap_or_else(|p| p.into_inner())
+    );
+    wait_all_delivered(&crm, &sent).await?;
+    stop_ok(b).await?;
+    ensure!(f.dead_letters()? == 0);
+    Ok(())
+}
