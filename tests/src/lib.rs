@@ -389,6 +389,7 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Result<std::collections::BTree
 }
 
 pub mod broker;
+pub mod faults;
 pub mod ledger;
 pub mod rawhttp;
 pub mod relay;

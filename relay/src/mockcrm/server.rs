@@ -257,6 +257,14 @@ impl MockCrm {
         self.shared.lock().log.iter().cloned().collect()
     }
 
+    /// The kept requests numbered `seq` and later, in arrival order: a
+    /// cheap way for a long test to read only what is new.
+    pub fn received_since(&self, seq: u64) -> Vec<Received> {
+        let inner = self.shared.lock();
+        let first = inner.log.partition_point(|r| r.seq < seq);
+        inner.log.range(first..).cloned().collect()
+    }
+
     /// How many requests arrived in total.
     pub fn received_count(&self) -> u64 {
         *self.arrivals.borrow()
