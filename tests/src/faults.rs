@@ -171,7 +171,8 @@ pub struct Report {
     pub longest_stall: Duration,
     /// Its bound.
     pub stall_bound: Duration,
-    /// The longest time from the end of a fault to the next 2xx.
+    /// The longest time from the end of a fault to the next 2xx (time the
+    /// target was down meanwhile not counted).
     pub recovery: Duration,
     /// Requests answered other than 2xx.
     pub not_ok_answers: usize,
@@ -217,6 +218,15 @@ impl Ledger {
                 expect,
             },
         );
+    }
+
+    /// Writes down every event of `sent` (from [`crate::ledger::publish`])
+    /// as [`Expect::Deliver`].
+    pub fn record_sent(&self, sent: &crate::ledger::Sent) {
+        for (g, at) in &sent.at {
+            let key = sent.keys.get(g).map(String::as_bytes);
+            self.record(Some(g), key, *at, Expect::Deliver);
+        }
     }
 
     /// Events written down so far.
@@ -417,8 +427,8 @@ impl Ledger {
             .iter()
             .filter_map(|f| {
                 let until = f.until?;
-                let next = times.get(times.partition_point(|t| *t < until))?;
-                Some(gap(until, *next))
+                let next = *times.get(times.partition_point(|t| *t < until))?;
+                Some(gap(until, next).saturating_sub(overlap(until, next, &down)))
             })
             .max()
             .unwrap_or_default();

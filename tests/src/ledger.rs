@@ -20,6 +20,8 @@ pub const WAIT: Duration = Duration::from_secs(120);
 pub struct Sent {
     /// guid → (partition, offset)
     pub at: HashMap<String, (i32, i64)>,
+    /// guid → key (the chain)
+    pub keys: HashMap<String, String>,
 }
 
 /// Publishes `per_chain` rounds of one event per chain; each round waits for
@@ -36,6 +38,7 @@ pub async fn publish(
 ) -> Result<Sent> {
     let p = producer(brokers)?;
     let mut at = HashMap::new();
+    let mut keys = HashMap::new();
     for n in 0..per_chain {
         let batch: Vec<_> = (0..chains)
             .map(|c| {
@@ -47,11 +50,12 @@ pub async fn publish(
             .iter()
             .map(|(k, g, b)| produce(&p, topic, k, Some(g), b));
         let results = futures::future::join_all(sends).await;
-        for ((_, g, _), r) in batch.iter().zip(results) {
+        for ((k, g, _), r) in batch.iter().zip(results) {
             at.insert(g.clone(), r?);
+            keys.insert(g.clone(), k.clone());
         }
     }
-    Ok(Sent { at })
+    Ok(Sent { at, keys })
 }
 
 /// GUID → how many times the CRM answered it 200.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use cpn_e2e::broker::PrivateBroker;
+use cpn_e2e::faults::{Bounds, Ledger};
 use cpn_e2e::ledger::{
     WAIT, delivered, free_port, metric, publish, readyz, relay_command, signal, sigterm,
     wait_all_delivered,
@@ -67,6 +68,9 @@ async fn target_down_while_the_broker_restarts_then_everything_is_delivered() ->
     create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
     let crm = mock_crm(Behavior::status(503)).await?;
     let sent = publish(&brokers, &topic, "list-bk", 30, 10).await?;
+    let ledger = Ledger::new("liveness-broker-restart-target-down")?;
+    ledger.record_sent(&sent);
+    let outage = ledger.begin("target 503 throughout", true);
     let port = free_port()?;
     let relay = relay_command(&brokers, &topic, &unique("g"), &crm.url())?
         .args(["--metrics-listen", &format!("127.0.0.1:{port}")])
@@ -78,12 +82,14 @@ async fn target_down_while_the_broker_restarts_then_everything_is_delivered() ->
     })
     .await?;
     kafka.kill()?;
+    let broker_down = ledger.begin("broker SIGKILL", true);
     // The session (6 s) runs out while the broker is away: the partitions are lost.
     wait_for("the relay to lose its partitions", WAIT, || async {
         (gauge(port, "cpn_relay_assigned_partitions").await? == 0).then_some(())
     })
     .await?;
     kafka.restart()?;
+    ledger.end(broker_down);
     wait_for("the relay to rejoin", WAIT, || async {
         (gauge(port, "cpn_relay_assigned_partitions").await? == 3).then_some(())
     })
@@ -102,12 +108,24 @@ async fn target_down_while_the_broker_restarts_then_everything_is_delivered() ->
         "waiting on an open circuit with a probe scheduled is ready: {status} {body}"
     );
     crm.set_behavior(Behavior::status(200))?;
+    ledger.end(outage);
     wait_all_delivered(&crm, &sent).await?;
     stop_ok(relay).await?;
+    let dlq = read_all(&brokers, &format!("{topic}.dlq"))?;
     ensure!(
-        read_all(&brokers, &format!("{topic}.dlq"))?.is_empty(),
+        dlq.is_empty(),
         "an outage and a broker restart are not poison"
     );
+    // One relay, no crash, nothing answered 2xx before the fix: no
+    // duplicates. After the fix the next probe is due within open_max (2 s).
+    ledger.verify(
+        &crm,
+        &dlq,
+        Bounds {
+            duplicates: 0,
+            stall: Duration::from_secs(5),
+        },
+    )?;
     Ok(())
 }
 
@@ -124,6 +142,8 @@ async fn a_relay_frozen_past_its_session_with_requests_in_flight_recovers() -> R
     // 40 chains at 500 ms each: ~80 events/s, so 2,000 events keep both
     // relays busy for the whole scenario.
     let sent = publish(&f.brokers, &f.topic, "list-zz", 40, 50).await?;
+    let ledger = Ledger::new("liveness-frozen-relay-target-down")?;
+    ledger.record_sent(&sent);
     let (pa, pb) = (free_port()?, free_port()?);
     let a = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?
         .args(["--metrics-listen", &format!("127.0.0.1:{pa}")])
@@ -152,13 +172,16 @@ async fn a_relay_frozen_past_its_session_with_requests_in_flight_recovers() -> R
     })
     .await?;
     signal(&a, "STOP")?;
+    let frozen = ledger.begin("SIGSTOP relay A past its session", false);
     // While A is frozen the target starts failing, and B takes everything.
     crm.set_behavior(Behavior::status(503))?;
+    let outage = ledger.begin("target 503", true);
     wait_for("B to take all partitions", WAIT, || async {
         (gauge(pb, "cpn_relay_assigned_partitions").await? == 4).then_some(())
     })
     .await?;
     signal(&a, "CONT")?;
+    ledger.end(frozen);
     wait_for("A to rejoin with partitions of its own", WAIT, || async {
         let x = gauge(pa, "cpn_relay_assigned_partitions").await?;
         let y = gauge(pb, "cpn_relay_assigned_partitions").await?;
@@ -167,10 +190,24 @@ async fn a_relay_frozen_past_its_session_with_requests_in_flight_recovers() -> R
     .await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     crm.set_behavior(Behavior::status(200))?;
+    ledger.end(outage);
     wait_all_delivered(&crm, &sent).await?;
     stop_ok(a).await?;
     stop_ok(b).await?;
     ensure!(f.dead_letters()? == 0, "a frozen relay is not poison");
+    // A's requests in flight at the freeze (one per chain, 40) were answered
+    // 200 by the CRM while A slept; B sends them again. A had delivered at
+    // most ~80 events/s × (commit interval 0.2 s + a round trip) since its
+    // last commit. Stall: the freeze's own session timeout (6 s), then the
+    // circuit's open_max (2 s) after the target recovers.
+    ledger.verify(
+        &crm,
+        &read_all(&f.brokers, &f.dlq)?,
+        Bounds {
+            duplicates: 40 + 80,
+            stall: Duration::from_secs(15),
+        },
+    )?;
     Ok(())
 }
 
