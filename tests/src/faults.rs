@@ -11,9 +11,9 @@
 //!   in offset order;
 //! - **duplicates** (extra 2xx of one GUID) stay within the scenario's bound,
 //!   the documented one for its faults;
-//! - **liveness**: the longest time without a 2xx while the target could
-//!   accept (fault windows marked `target_down` do not count) stays within
-//!   the scenario's bound.
+//! - **liveness**: the longest time a partition had an event waiting and
+//!   delivered nothing while the target could accept (fault windows marked
+//!   `target_down` do not count) stays within the scenario's bound.
 //!
 //! Each verification writes a JSON report (`target/faults/<name>.json`, or
 //! `$CPN_FAULTS_REPORT_DIR`) that `deploy/faults` turns into the table of
@@ -89,6 +89,8 @@ struct Entry {
     guid: Option<String>,
     key: Option<Vec<u8>>,
     expect: Expect,
+    /// When Kafka acknowledged it (when it was written down).
+    published: SystemTime,
 }
 
 /// One injected fault.
@@ -140,7 +142,8 @@ pub struct Bounds {
     /// Extra 2xx deliveries allowed in all (the documented bound for the
     /// faults injected).
     pub duplicates: usize,
-    /// The longest time without a 2xx while the target could accept.
+    /// The longest time a partition may have an event waiting and deliver
+    /// nothing while the target could accept.
     pub stall: Duration,
 }
 
@@ -167,7 +170,8 @@ pub struct Report {
     pub duplicate_bound: usize,
     /// Chains whose first deliveries were out of offset order.
     pub out_of_order: usize,
-    /// The longest time without a 2xx while the target could accept.
+    /// The longest time a partition had an event waiting and delivered
+    /// nothing while the target could accept.
     pub longest_stall: Duration,
     /// Its bound.
     pub stall_bound: Duration,
@@ -216,6 +220,7 @@ impl Ledger {
                 guid: guid.map(str::to_owned),
                 key: key.map(<[u8]>::to_vec),
                 expect,
+                published: SystemTime::now(),
             },
         );
     }
@@ -417,11 +422,7 @@ impl Ledger {
             .collect();
         let mut times = i.ok_times.clone();
         times.sort_unstable();
-        let longest_stall = times
-            .windows(2)
-            .map(|w| gap(w[0], w[1]).saturating_sub(overlap(w[0], w[1], &down)))
-            .max()
-            .unwrap_or_default();
+        let longest_stall = longest_stall(&i, &down);
         let recovery = i
             .faults
             .iter()
@@ -590,6 +591,42 @@ fn overlap(a: SystemTime, b: SystemTime, windows: &[(SystemTime, SystemTime)]) -
     total
 }
 
+/// The longest time any partition had an event waiting (published, not yet
+/// delivered) and delivered nothing, not counting time in `down` windows.
+/// Per partition, so one relay frozen while another delivers its own
+/// partitions still shows as the stall of the partitions it held.
+fn longest_stall(i: &Inner, down: &[(SystemTime, SystemTime)]) -> Duration {
+    // partition → (first 2xx, published) of each delivered event
+    let mut parts: HashMap<i32, Vec<(SystemTime, SystemTime)>> = HashMap::new();
+    for (&(p, _), e) in &i.entries {
+        if let Some(t) = e.guid.as_ref().and_then(|g| i.first_ok.get(g)) {
+            parts.entry(p).or_default().push((*t, e.published));
+        }
+    }
+    let mut longest = Duration::ZERO;
+    for v in parts.values_mut() {
+        v.sort_unstable();
+        // suffix minimum of publish times: the oldest event still waiting
+        // at each first delivery
+        let mut oldest = vec![SystemTime::UNIX_EPOCH; v.len()];
+        let mut min = None::<SystemTime>;
+        for k in (0..v.len()).rev() {
+            let m = min.map_or(v[k].1, |m: SystemTime| m.min(v[k].1));
+            oldest[k] = m;
+            min = Some(m);
+        }
+        let mut prev: Option<SystemTime> = None;
+        for (k, &(t, _)) in v.iter().enumerate() {
+            let from = prev.map_or(oldest[k], |p| p.max(oldest[k]));
+            if t > from {
+                longest = longest.max(gap(from, t).saturating_sub(overlap(from, t, down)));
+            }
+            prev = Some(t);
+        }
+    }
+    longest
+}
+
 /// Chains (keys) whose delivered events' first 2xx are not in offset order.
 fn out_of_order(i: &Inner) -> usize {
     let mut chains: HashMap<&[u8], Vec<(i32, i64, SystemTime)>> = HashMap::new();
@@ -712,6 +749,44 @@ mod tests {
 
     fn entry(ledger: &Ledger, key: &str, at: (i32, i64), guid: &str) {
         ledger.record(Some(guid), Some(key.as_bytes()), at, Expect::Deliver);
+    }
+
+    #[test]
+    fn a_stall_is_time_with_an_event_waiting_and_nothing_delivered() -> Result<()> {
+        let l = Ledger::new("unit")?;
+        let mut i = lock(&l.inner);
+        for (n, published, ok) in [(1, 0, 100), (2, 500, 600)] {
+            let g = format!("g{n}");
+            i.entries.insert(
+                (0, n),
+                Entry {
+                    guid: Some(g.clone()),
+                    key: None,
+                    expect: Expect::Deliver,
+                    published: t(published),
+                },
+            );
+            i.first_ok.insert(g, t(ok));
+        }
+        // Idle between 100 and 500 (nothing waiting) is not a stall.
+        assert_eq!(longest_stall(&i, &[]), Duration::from_millis(100));
+        assert_eq!(
+            longest_stall(&i, &[(t(0), t(90)), (t(520), t(580))]),
+            Duration::from_millis(40)
+        );
+        // An event waiting from 50 to 3000 while others went by.
+        i.entries.insert(
+            (0, 3),
+            Entry {
+                guid: Some("g3".into()),
+                key: None,
+                expect: Expect::Deliver,
+                published: t(50),
+            },
+        );
+        i.first_ok.insert("g3".into(), t(3000));
+        assert_eq!(longest_stall(&i, &[]), Duration::from_millis(2400));
+        Ok(())
     }
 
     #[test]

@@ -19,7 +19,7 @@ const SESSION: Duration = Duration::from_secs(6);
 /// A stall the group's own protocol explains: the session of a dead member
 /// runs out, the rebalance completes, a fetch starts (plus a margin for a
 /// machine shared with the rest of the suite).
-const REBALANCE_STALL: Duration = Duration::from_secs(SESSION.as_secs() + 19);
+const REBALANCE_STALL: Duration = Duration::from_secs(SESSION.as_secs() + 14);
 
 fn relay(f: &Fixture, crm: &MockCrm, port: u16) -> Result<Command> {
     let mut c = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?;
