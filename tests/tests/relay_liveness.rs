@@ -67,8 +67,10 @@ async fn target_down_while_the_broker_restarts_then_everything_is_delivered() ->
     create_topic(&brokers, &topic, 3).await?;
     create_topic(&brokers, &format!("{topic}.dlq"), 1).await?;
     let crm = mock_crm(Behavior::status(503)).await?;
-    let sent = publish(&brokers, &topic, "list-bk", 30, 10).await?;
     let ledger = Ledger::new("liveness-broker-restart-target-down")?;
+    // 300 events in the test command, 102,000 in the extended run.
+    let per_chain = ledger.tier().pick(10, 3400);
+    let sent = publish(&brokers, &topic, "list-bk", 30, per_chain).await?;
     ledger.record_sent(&sent);
     let outage = ledger.begin("target 503 throughout", true);
     let port = free_port()?;
@@ -109,7 +111,9 @@ async fn target_down_while_the_broker_restarts_then_everything_is_delivered() ->
     );
     crm.set_behavior(Behavior::status(200))?;
     ledger.end(outage);
-    wait_all_delivered(&crm, &sent).await?;
+    ledger
+        .wait_settled(&crm, &brokers, &format!("{topic}.dlq"))
+        .await?;
     stop_ok(relay).await?;
     let dlq = read_all(&brokers, &format!("{topic}.dlq"))?;
     ensure!(
