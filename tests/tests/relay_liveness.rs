@@ -69,8 +69,8 @@ async fn target_down_while_the_broker_restarts_then_everything_is_delivered() ->
     let crm = mock_crm(Behavior::status(503)).await?;
     let ledger = Ledger::new("liveness-broker-restart-target-down")?;
     // 300 events in the test command, 102,000 in the extended run.
-    let per_chain = ledger.tier().pick(10, 3400);
-    let sent = publish(&brokers, &topic, "list-bk", 30, per_chain).await?;
+    let (chains, per_chain) = ledger.tier().pick((30, 10), (300, 340));
+    let sent = publish(&brokers, &topic, "list-bk", chains, per_chain).await?;
     ledger.record_sent(&sent);
     let outage = ledger.begin("target 503 throughout", true);
     let port = free_port()?;
