@@ -160,17 +160,25 @@ impl Drop for PrivateBroker {
     }
 }
 
-/// `n` consecutive free loopback ports.
+/// `n` consecutive free loopback ports, below the kernel's ephemeral range:
+/// a port bound and released from that range can be taken by any outgoing
+/// connection (the nodes' own to each other's controllers, seen) before the
+/// broker binds it.
 fn free_ports(n: u16) -> Result<u16> {
-    for _ in 0..100 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding a probe port")?;
-        let p = l.local_addr()?.port();
-        drop(l);
-        if p < 65_000 && (1..n).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (from, to) = (10_000u16, low.saturating_sub(n).max(10_001));
+    for _ in 0..200 {
+        // uuid v4 is the crate's source of randomness here
+        let r = uuid::Uuid::new_v4().as_u128() % u128::from(to - from);
+        let p = from + u16::try_from(r).unwrap_or(0);
+        if (0..n).all(|k| std::net::TcpListener::bind(("127.0.0.1", p + k)).is_ok()) {
             return Ok(p);
         }
     }
-    bail!("no {n} consecutive free loopback ports found")
+    bail!("no {n} consecutive free loopback ports found in {from}..{to}")
 }
 
 /// Three brokers of this test's own: `deploy/kafka/kafka-local` with
