@@ -136,7 +136,7 @@ async fn one_of_three_brokers_sigkilled_under_load_loses_nothing() -> Result<()>
     let rounds = tier.pick(1, 3);
     let mut allowance = 0;
     for round in 1..=rounds {
-        progress(&ledger, &crm, 1_000, "deliveries before the kill").await?;
+        progress(&ledger, &crm, 500, "deliveries before the kill").await?;
         let before = committed(&brokers, &group, &topic)?;
         // Node 1 is first in everybody's bootstrap list; then the others.
         let node = u16::try_from((round - 1) % 3 + 1)?;
@@ -148,7 +148,7 @@ async fn one_of_three_brokers_sigkilled_under_load_loses_nothing() -> Result<()>
         tokio::time::sleep(DOWN).await;
         cluster.restart(node)?;
         ledger.end(fault);
-        progress(&ledger, &crm, 1_000, "deliveries after the restart").await?;
+        progress(&ledger, &crm, 200, "deliveries after the restart").await?;
         allowance += uncommitted(&ledger, &crm, &before) + chains;
     }
     let published = load.finish().await?;
@@ -351,7 +351,7 @@ async fn single_broker_sigkilled_behind_the_http_ingest_acknowledges_only_what_k
     let mut allowance = 0;
     let mut outage = Duration::ZERO;
     for round in 1..=rounds {
-        progress(&ledger, &crm, 1_000, "deliveries before the kill").await?;
+        progress(&ledger, &crm, 500, "deliveries before the kill").await?;
         let before = committed(&brokers, &group, &topic)?;
         let killed = Instant::now();
         let seen = answers.unavailable.load(Ordering::Relaxed);
@@ -370,7 +370,7 @@ async fn single_broker_sigkilled_behind_the_http_ingest_acknowledges_only_what_k
         kafka.restart()?;
         ledger.end(fault);
         outage = outage.max(killed.elapsed());
-        progress(&ledger, &crm, 1_000, "deliveries after the restart").await?;
+        progress(&ledger, &crm, 200, "deliveries after the restart").await?;
         allowance += uncommitted(&ledger, &crm, &before) + usize::try_from(chains)?;
     }
     let mut acked = Vec::new();
