@@ -49,13 +49,21 @@ async fn stop_ok(mut relay: Child, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Waits until `n` more events than now were delivered.
-async fn progress(ledger: &Ledger, crm: &MockCrm, n: usize, what: &str) -> Result<()> {
+/// Waits until `n` more events than now were delivered, or, once `done`
+/// says nothing more will be published, until everything was.
+async fn progress(
+    ledger: &Ledger,
+    crm: &MockCrm,
+    n: usize,
+    what: &str,
+    done: impl Fn() -> bool,
+) -> Result<()> {
     ledger.observe(crm);
     let want = ledger.delivered() + n;
     wait_for(what, ledger.tier().deadline(), || async {
         ledger.observe(crm);
-        (ledger.delivered() >= want).then_some(())
+        let all = done() && ledger.delivered() >= ledger.events();
+        (all || ledger.delivered() >= want).then_some(())
     })
     .await
 }
@@ -117,7 +125,7 @@ async fn one_of_three_brokers_sigkilled_under_load_loses_nothing() -> Result<()>
         mock_crm(Behavior::status(200).with_latency(Latency::Fixed(Duration::from_millis(5))))
             .await?;
     let chains = 60;
-    let total = tier.pick(10_000, 105_000);
+    let total = tier.pick(12_000, 105_000);
     let rate = tier.pick(300.0, 1_000.0);
     let load = Load::start(
         &ledger,
@@ -136,7 +144,10 @@ async fn one_of_three_brokers_sigkilled_under_load_loses_nothing() -> Result<()>
     let rounds = tier.pick(1, 3);
     let mut allowance = 0;
     for round in 1..=rounds {
-        progress(&ledger, &crm, 500, "deliveries before the kill").await?;
+        progress(&ledger, &crm, 500, "deliveries before the kill", || {
+            load.is_finished()
+        })
+        .await?;
         let before = committed(&brokers, &group, &topic)?;
         // Node 1 is first in everybody's bootstrap list; then the others.
         let node = u16::try_from((round - 1) % 3 + 1)?;
@@ -148,7 +159,10 @@ async fn one_of_three_brokers_sigkilled_under_load_loses_nothing() -> Result<()>
         tokio::time::sleep(DOWN).await;
         cluster.restart(node)?;
         ledger.end(fault);
-        progress(&ledger, &crm, 200, "deliveries after the restart").await?;
+        progress(&ledger, &crm, 200, "deliveries after the restart", || {
+            load.is_finished()
+        })
+        .await?;
         allowance += uncommitted(&ledger, &crm, &before) + chains;
     }
     let published = load.finish().await?;
@@ -351,7 +365,10 @@ async fn single_broker_sigkilled_behind_the_http_ingest_acknowledges_only_what_k
     let mut allowance = 0;
     let mut outage = Duration::ZERO;
     for round in 1..=rounds {
-        progress(&ledger, &crm, 500, "deliveries before the kill").await?;
+        progress(&ledger, &crm, 500, "deliveries before the kill", || {
+            clients.iter().all(|c| c.is_finished())
+        })
+        .await?;
         let before = committed(&brokers, &group, &topic)?;
         let killed = Instant::now();
         let seen = answers.unavailable.load(Ordering::Relaxed);
@@ -370,7 +387,10 @@ async fn single_broker_sigkilled_behind_the_http_ingest_acknowledges_only_what_k
         kafka.restart()?;
         ledger.end(fault);
         outage = outage.max(killed.elapsed());
-        progress(&ledger, &crm, 200, "deliveries after the restart").await?;
+        progress(&ledger, &crm, 200, "deliveries after the restart", || {
+            clients.iter().all(|c| c.is_finished())
+        })
+        .await?;
         allowance += uncommitted(&ledger, &crm, &before) + usize::try_from(chains)?;
     }
     let mut acked = Vec::new();
