@@ -58,11 +58,25 @@ pub fn unique(prefix: &str) -> String {
 /// # Errors
 /// Fails when the broker refuses the topic or does not answer.
 pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> Result<()> {
+    create_topic_replicated(brokers, topic, partitions, 1).await
+}
+
+/// Like [`create_topic`], with `replicas` replicas of each partition (3 on a
+/// [`broker::PrivateCluster`]).
+///
+/// # Errors
+/// Fails when the broker refuses the topic or does not answer.
+pub async fn create_topic_replicated(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    replicas: i32,
+) -> Result<()> {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .context("creating admin client")?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replicas));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics([&new], &opts)
