@@ -165,6 +165,10 @@ pub struct Circuit {
     rejecting: bool,
     /// The chain whose probe was rejected last (it yields the next probe).
     rejected_probe_key: Option<u64>,
+    /// When the first answer of the current rejection run arrived: a
+    /// success for a request sent before it is older news and clears
+    /// nothing.
+    rejected_since: Option<Instant>,
 }
 
 impl Circuit {
@@ -182,6 +186,7 @@ impl Circuit {
             rejected_keys: HashSet::new(),
             rejecting: false,
             rejected_probe_key: None,
+            rejected_since: None,
         }
     }
 
@@ -252,7 +257,25 @@ impl Circuit {
     /// whether a failure is charged to the record's retry budget (always
     /// `false` for [`Observation::Up`]).
     pub fn record(&mut self, now: Instant, key: u64, obs: Observation, probe: bool) -> bool {
+        self.record_sent(now, now, key, obs, probe)
+    }
+
+    /// [`Circuit::record`] for an attempt sent at `sent`. An answer to a
+    /// request sent before the current rejection run began says nothing of
+    /// the target now: with many chains in flight, successes sent before a
+    /// target started refusing everybody arrive among its first refusals,
+    /// and clearing the run on them would let more than
+    /// `rejection_threshold - 1` records into the dead-letter topic.
+    pub fn record_sent(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        key: u64,
+        obs: Observation,
+        probe: bool,
+    ) -> bool {
         match obs {
+            Observation::Up if self.rejected_since.is_some_and(|t| sent < t) => false,
             Observation::Up => {
                 self.inner = Inner::Closed;
                 self.reset_run();
@@ -319,6 +342,9 @@ impl Circuit {
             self.reset_rejections();
             self.rejected_class = class;
         }
+        if self.rejected_run == 0 {
+            self.rejected_since = Some(now);
+        }
         self.rejected_run = self.rejected_run.saturating_add(1);
         if self.rejected_keys.len() < self.config.rejection_min_distinct_keys {
             self.rejected_keys.insert(key);
@@ -350,6 +376,7 @@ impl Circuit {
         self.rejected_keys.clear();
         self.rejecting = false;
         self.rejected_probe_key = None;
+        self.rejected_since = None;
     }
 
     fn open(&mut self, now: Instant, retry_after: Option<Duration>) {
@@ -445,6 +472,27 @@ mod tests {
             }
         }
         assert!(!c.is_open());
+    }
+
+    #[test]
+    fn a_success_sent_before_the_refusals_began_does_not_restart_the_run() {
+        let sent = Instant::now();
+        let t = sent + Duration::from_millis(5);
+        let mut c = circuit();
+        for k in 0..5 {
+            assert_eq!(c.rejected(t, k % 3, 401, false), Rejection::DeadLetter);
+            // Answers to requests that left before the target turned.
+            c.record_sent(t, sent, 9, Observation::Up, false);
+        }
+        assert_eq!(
+            c.rejected(t, 1, 401, false),
+            Rejection::Hold,
+            "stale successes among the first refusals do not reset the guard"
+        );
+        c.record_sent(t, sent, 9, Observation::Up, false);
+        assert!(c.is_rejecting(), "nor clear it once tripped");
+        c.record_sent(t, t, 9, Observation::Up, true);
+        assert!(!c.is_rejecting(), "a success sent since does");
     }
 
     #[test]

@@ -327,8 +327,10 @@ impl Deliverer {
                         .rejected(Instant::now(), key, status, probe);
                 }
                 (Verdict::Delivered | Verdict::Permanent(_), _) => {
+                    let now = Instant::now();
+                    let sent = now.checked_sub(report.duration).unwrap_or(now);
                     self.lock_circuit()
-                        .record(Instant::now(), key, Observation::Up, probe);
+                        .record_sent(now, sent, key, Observation::Up, probe);
                 }
                 (Verdict::Retry, _) => {
                     let obs = Observation::Failure {
