@@ -269,13 +269,25 @@ impl Publisher {
     /// # Errors
     /// [`PublishError`] when Kafka did not acknowledge the record.
     pub async fn publish_record(&self, record: &Record) -> Result<Delivered, PublishError> {
-        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.delivery_timeout;
+        self.enqueue_until(record, deadline).await?.await
+    }
+
+    /// Hands `record` to librdkafka, waiting for room in its local queue
+    /// until `deadline`: the one place a full queue is waited out.
+    ///
+    /// # Errors
+    /// [`PublishError::QueueFull`] when there is still no room at the
+    /// deadline (counted as failed), or [`PublishError::Enqueue`] when
+    /// librdkafka refuses the record.
+    pub async fn enqueue_until(
+        &self,
+        record: &Record,
+        deadline: tokio::time::Instant,
+    ) -> Result<Pending, PublishError> {
         loop {
             match self.enqueue(record) {
-                Ok(pending) => return pending.await,
-                Err(PublishError::QueueFull { .. })
-                    if started.elapsed() < self.delivery_timeout =>
-                {
+                Err(PublishError::QueueFull { .. }) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
                 }
                 Err(e) => {
@@ -284,6 +296,7 @@ impl Publisher {
                     }
                     return Err(e);
                 }
+                Ok(p) => return Ok(p),
             }
         }
     }

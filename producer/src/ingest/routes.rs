@@ -36,10 +36,6 @@ use crate::problem::{Problem, problems_of};
 use crate::publisher::{Delivered, Pending, PublishError};
 use crate::record::Record;
 
-/// Pause before retrying an enqueue refused because librdkafka's queue is
-/// full.
-const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
-
 /// Checks the request's `Content-Type` for an endpoint.
 fn check_content_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<(), IngestError> {
     let value = headers
@@ -117,28 +113,6 @@ impl App {
         }
     }
 
-    /// Hands `record` to Kafka, waiting for queue room until `deadline`.
-    async fn enqueue_by(
-        &self,
-        record: &Record,
-        deadline: Instant,
-    ) -> Result<Pending, PublishError> {
-        loop {
-            match self.publisher.enqueue(record) {
-                Err(PublishError::QueueFull { .. }) if Instant::now() < deadline => {
-                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
-                }
-                Err(e) => {
-                    if matches!(e, PublishError::QueueFull { .. }) {
-                        self.publisher.metrics().failed.inc();
-                    }
-                    return Err(e);
-                }
-                Ok(p) => return Ok(p),
-            }
-        }
-    }
-
     /// Awaits `pending` until `deadline`; a missed deadline counts as failed.
     async fn ack_by(
         &self,
@@ -195,10 +169,14 @@ pub(crate) async fn single(
         )]));
     }
     let record = Record::from_event(&event);
-    let pending = app.enqueue_by(&record, deadline).await.map_err(|e| {
-        warn!(error = %error_chain(&e), "event not handed to kafka");
-        app.delivery_error(&e)
-    })?;
+    let pending = app
+        .publisher
+        .enqueue_until(&record, deadline)
+        .await
+        .map_err(|e| {
+            warn!(error = %error_chain(&e), "event not handed to kafka");
+            app.delivery_error(&e)
+        })?;
     match app.ack_by(pending, deadline).await {
         Ok(d) => {
             debug!(partition = d.partition, offset = d.offset, "event accepted");
@@ -277,7 +255,7 @@ pub(crate) async fn batch(
             error: None,
         };
         // Enqueued one by one in line order: a chain keeps its order.
-        match app.enqueue_by(&record, deadline).await {
+        match app.publisher.enqueue_until(&record, deadline).await {
             Ok(p) => waiting.push((results.len(), p)),
             Err(e) => result.error = Some(error_chain(&e)),
         }
