@@ -114,11 +114,20 @@ where
 
 /// The path of a workspace binary (`cpn-relay`, `cpn-producer`; each is
 /// built by the package of the same name), built next to this test
-/// executable. The first call per binary in a test process runs
-/// `cargo build -p NAME --bin NAME` with this executable's target directory
-/// and profile — a no-op when up to date — so a stale binary is never
-/// tested, even under `cargo test -p cpn-e2e`. (`CARGO_BIN_EXE_*` is only
-/// set for a package's own binaries.)
+/// executable, so a stale binary is never tested, even under
+/// `cargo test -p cpn-e2e`. (`CARGO_BIN_EXE_*` is only set for a package's
+/// own binaries.)
+///
+/// The first call in a test process runs `cargo test --workspace
+/// --all-targets --no-run` with this executable's target directory and
+/// profile: the very build the test command (`deploy/test`) just made, so
+/// there it is a check of a second and compiles nothing. The binaries come
+/// out of it with the features of that build; a `cargo build -p NAME` would
+/// resolve the features of NAME alone (no dev-dependencies) and compile
+/// tokio, hyper, reqwest and everything above them a second time (about
+/// four minutes per binary on a cold 2-core machine). A binary that build
+/// does not make (of a package without integration tests) is built with
+/// `cargo build -p NAME --bin NAME`.
 ///
 /// # Errors
 /// The build fails, or the binary is not where cargo puts it.
@@ -131,27 +140,42 @@ pub fn bin_path(name: &str) -> Result<std::path::PathBuf> {
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner());
+    if built.is_empty() {
+        let workspace = cargo(["test", "--workspace", "--all-targets", "--no-run"])
+            .map_err(|e| format!("{e:#}"));
+        built.insert(String::new(), workspace.map(|()| std::path::PathBuf::new()));
+    }
+    if let Some(Err(e)) = built.get("") {
+        return Err(anyhow::anyhow!("{e}"));
+    }
     built
         .entry(name.to_owned())
-        .or_insert_with(|| build_bin(name).map_err(|e| format!("{e:#}")))
+        .or_insert_with(|| locate_bin(name).map_err(|e| format!("{e:#}")))
         .clone()
         .map_err(anyhow::Error::msg)
 }
 
-fn build_bin(name: &str) -> Result<std::path::PathBuf> {
+/// `target/<profile>` of this test executable.
+fn profile_dir() -> Result<std::path::PathBuf> {
     let exe = std::env::current_exe().context("locating the test executable")?;
     // target/<profile>/deps/<test-exe>
-    let profile_dir = exe
-        .parent()
+    exe.parent()
         .and_then(|deps| deps.parent())
-        .context("test executable is not under target/<profile>/deps")?;
+        .map(std::path::Path::to_path_buf)
+        .context("test executable is not under target/<profile>/deps")
+}
+
+/// Runs cargo with `args` on this executable's target directory and profile.
+fn cargo<const N: usize>(args: [&str; N]) -> Result<()> {
+    let profile_dir = profile_dir()?;
     let target_dir = profile_dir
         .parent()
         .context("no target directory above the profile directory")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = std::process::Command::new(cargo);
     build
-        .args(["build", "--quiet", "-p", name, "--bin", name])
+        .args(args)
+        .arg("--quiet")
         .arg("--target-dir")
         .arg(target_dir)
         .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -160,9 +184,25 @@ fn build_bin(name: &str) -> Result<std::path::PathBuf> {
     }
     let status = build
         .status()
-        .with_context(|| format!("running cargo build for {name}"))?;
-    anyhow::ensure!(status.success(), "cargo build -p {name} failed: {status}");
-    let bin = profile_dir.join(name);
+        .with_context(|| format!("running cargo {}", args.join(" ")))?;
+    anyhow::ensure!(
+        status.success(),
+        "cargo {} failed: {status}",
+        args.join(" ")
+    );
+    Ok(())
+}
+
+/// The binaries `cargo test --workspace --all-targets` builds (and links
+/// into `target/<profile>/`): those of packages with integration tests
+/// (`relay/tests`, `producer/tests`).
+const BUILT_BY_THE_TEST_BUILD: &[&str] = &["cpn-relay", "cpn-producer"];
+
+fn locate_bin(name: &str) -> Result<std::path::PathBuf> {
+    let bin = profile_dir()?.join(name);
+    if !BUILT_BY_THE_TEST_BUILD.contains(&name) {
+        cargo(["build", "-p", name, "--bin", name])?;
+    }
     anyhow::ensure!(bin.exists(), "{} missing after cargo build", bin.display());
     Ok(bin)
 }
@@ -369,7 +409,7 @@ pub fn committed(
             tpl.add_partition(topic, p.id());
         }
     }
-    let got = cpn_relay::coordinator::retry(Duration::from_secs(30), || {
+    let got = cpn_relay::kafka::coordinator::retry(Duration::from_secs(30), || {
         consumer.committed_offsets(tpl.clone(), Duration::from_secs(10))
     })?;
     Ok(got
