@@ -23,10 +23,14 @@ enum Command {
     Run(RunArgs),
     /// Validate a configuration (file + env + flags) and print it with secrets redacted.
     CheckConfig(RunArgs),
-    /// A fake customer web server that prints what it receives, for onboarding and demos.
-    MockCrm(cpn_relay::mockcrm::MockCrmArgs),
     /// Inspect, filter, export and replay a dead-letter topic.
-    Dlq(cpn_relay::dlq::cli::DlqArgs),
+    Dlq(cpn_relay::dlq::tools::cli::DlqArgs),
+    /// Moved: the mock CRM is its own binary now, `cpn-mock-crm`.
+    #[command(hide = true)]
+    MockCrm {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Settings. Every config key can also be set by env as CPN_<SECTION>_<KEY>
@@ -106,39 +110,6 @@ fn init_logging(json: bool) {
     }
 }
 
-/// Resolves on the first SIGINT or SIGTERM; a second one exits at once
-/// (at-least-once still holds: unfinished offsets were never committed).
-async fn shutdown_signal() {
-    wait_signal().await;
-    tokio::spawn(async {
-        wait_signal().await;
-        eprintln!("second signal: exiting now");
-        std::process::exit(130);
-    });
-}
-
-async fn wait_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -159,7 +130,7 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             for w in config.warnings() {
                 tracing::warn!("config: {w}");
             }
-            match cpn_relay::run(config, shutdown_signal()).await {
+            match cpn_relay::run(config, cpn_relay::shutdown::graceful()).await {
                 Ok(()) => Ok(ExitCode::SUCCESS),
                 Err(e) => {
                     let code = e.exit_code();
@@ -184,11 +155,14 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(1))
             }
         },
-        Command::MockCrm(args) => {
-            init_logging(false);
-            cpn_relay::mockcrm::run_cli(args, shutdown_signal()).await?;
-            Ok(ExitCode::SUCCESS)
+        Command::Dlq(args) => cpn_relay::dlq::tools::cli::run_cli(args).await,
+        Command::MockCrm { .. } => {
+            eprintln!(
+                "error: `cpn-relay mock-crm` moved to its own binary, `cpn-mock-crm` (the crate \
+                 tests/mock-crm): run `cargo run -p cpn-mock-crm -- --help`, or `cpn-mock-crm \
+                 --help` where it is installed; its options are unchanged"
+            );
+            Ok(ExitCode::from(2))
         }
-        Command::Dlq(args) => cpn_relay::dlq::cli::run_cli(args).await,
     }
 }

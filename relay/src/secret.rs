@@ -1,4 +1,5 @@
-//! Where a secret comes from: inline, an environment variable, or a file.
+//! Secrets: where one comes from (inline, an environment variable, or a file),
+//! [`Secret`] for values that must never print, and [`redact_url`].
 //!
 //! In TOML: `password = "inline"`, `password = { env = "CRM_PASSWORD" }` or
 //! `password = { file = "/run/secrets/crm" }`. A file is read when the value
@@ -94,6 +95,55 @@ impl Serialize for SecretSource {
     }
 }
 
+/// A string that prints as `[redacted]` in `Debug` and redacted output:
+/// custom header values and librdkafka properties of the configuration.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The URL with user name, password and query values removed, for headers
+/// and logs: `https://user:secret@crm/x?token=abc` → `https://crm/x?token=[redacted]`.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (Some(s), r),
+        None => (None, url),
+    };
+    let (authority_and_path, query) = match rest.split_once('?') {
+        Some((a, q)) => (a, Some(q)),
+        None => (rest, None),
+    };
+    let (authority, path) = match authority_and_path.find('/') {
+        Some(i) => authority_and_path.split_at(i),
+        None => (authority_and_path, ""),
+    };
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut out = String::with_capacity(url.len());
+    if let Some(s) = scheme {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    out.push_str(host);
+    out.push_str(path);
+    if let Some(q) = query {
+        out.push('?');
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) => format!("{k}=[redacted]"),
+                None => kv.to_owned(),
+            })
+            .collect();
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +187,25 @@ mod tests {
             file: p.to_string_lossy().into_owned(),
         };
         assert_eq!(s.resolve().unwrap(), "tok");
+    }
+
+    #[test]
+    fn urls_lose_their_credentials() {
+        let cases = [
+            ("https://crm.example/hook", "https://crm.example/hook"),
+            (
+                "https://user:pw@crm.example:8443/hook",
+                "https://crm.example:8443/hook",
+            ),
+            (
+                "http://crm/x?token=abc&flag",
+                "http://crm/x?token=[redacted]&flag",
+            ),
+            ("https://u@h", "https://h"),
+            ("https://a@b@h/p", "https://h/p"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url(input), want, "{input}");
+        }
     }
 }

@@ -112,3 +112,23 @@ fn run_without_a_target_says_how_to_set_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("target.url: missing"), "{err}");
 }
+
+#[test]
+fn the_mock_crm_is_no_longer_a_relay_subcommand() {
+    let help = relay().arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    assert!(text.contains("check-config"), "{text}");
+    assert!(
+        !text.contains("mock"),
+        "--help still lists the mock CRM:\n{text}"
+    );
+    // The old spelling says where it went instead of running anything.
+    let old = relay()
+        .args(["mock-crm", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(old.status.code(), Some(2));
+    let err = String::from_utf8(old.stderr).unwrap();
+    assert!(err.contains("cpn-mock-crm"), "{err}");
+}

@@ -6,10 +6,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, UNIX_EPOCH};
 
-use cpn_relay::classify::DlqReason;
 use cpn_relay::config::{Overrides, RelayConfig};
 use cpn_relay::dlq::headers::DeadLetterInfo;
 use cpn_relay::dlq::record::{DeadLetterView, RawDeadLetter};
+use cpn_relay::policy::classify::DlqReason;
 
 const TIME: Duration = Duration::from_secs(5);
 

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use cpn_relay::mockcrm::MockCrm;
+use cpn_mock_crm::MockCrm;
 use tokio::task::JoinHandle;
 
 use crate::{ReadRecord, event, produce, producer, read_all};

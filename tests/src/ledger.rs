@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cpn_relay::mockcrm::MockCrm;
+use cpn_mock_crm::MockCrm;
 use tokio::process::{Child, Command};
 
 use crate::{event, produce, producer, wait_for};

@@ -16,18 +16,18 @@ pub fn test_config(brokers: &str, topic: &str, group: &str, url: &str) -> RelayC
     c.kafka.topic = topic.to_owned();
     c.kafka.group = group.to_owned();
     c.kafka.dlq_topic = Some(format!("{topic}.dlq"));
-    c.kafka.session_timeout_ms = 6_000;
+    c.kafka.session_timeout = std::time::Duration::from_millis(6_000);
     c.target.url = url.to_owned();
-    c.target.request_timeout_ms = 5_000;
-    c.target.connect_timeout_ms = 1_000;
-    c.retry.initial_delay_ms = 20;
-    c.retry.max_delay_ms = 200;
+    c.target.request_timeout = std::time::Duration::from_millis(5_000);
+    c.target.connect_timeout = std::time::Duration::from_millis(1_000);
+    c.retry.initial_delay = std::time::Duration::from_millis(20);
+    c.retry.max_delay = std::time::Duration::from_millis(200);
     c.retry.max_attempts = 5;
-    c.retry.max_elapsed_ms = 10_000;
-    c.circuit.open_initial_ms = 100;
-    c.circuit.open_max_ms = 1_000;
-    c.commit.interval_ms = 200;
-    c.shutdown.deadline_ms = 10_000;
+    c.retry.max_elapsed = std::time::Duration::from_millis(10_000);
+    c.circuit.open_initial = std::time::Duration::from_millis(100);
+    c.circuit.open_max = std::time::Duration::from_millis(1_000);
+    c.commit.interval = std::time::Duration::from_millis(200);
+    c.shutdown.deadline = std::time::Duration::from_millis(10_000);
     c.observability.metrics_listen = "off".into();
     c.observability.relay_id = Some(crate::unique("relay"));
     c
@@ -141,9 +141,7 @@ impl Fixture {
 ///
 /// # Errors
 /// The port cannot be bound or the behavior is invalid.
-pub async fn mock_crm(
-    behavior: cpn_relay::mockcrm::Behavior,
-) -> Result<cpn_relay::mockcrm::MockCrm> {
-    use cpn_relay::mockcrm::MockCrm;
+pub async fn mock_crm(behavior: cpn_mock_crm::Behavior) -> Result<cpn_mock_crm::MockCrm> {
+    use cpn_mock_crm::MockCrm;
     Ok(MockCrm::start(MockCrm::bind("127.0.0.1:0".parse()?)?, behavior).await?)
 }

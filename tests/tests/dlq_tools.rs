@@ -17,8 +17,8 @@ use cpn_e2e::{
     ReadRecord, bin_path, broker, committed, create_topic, end_offsets, event, produce, producer,
     read_all, unique, wait_for,
 };
+use cpn_mock_crm::{Behavior, MockCrm};
 use cpn_relay::config::RelayConfig;
-use cpn_relay::mockcrm::{Behavior, MockCrm};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -685,9 +685,9 @@ async fn the_loop_guard_stops_a_record_that_fails_forever() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_that_cannot_be_republished_fails_the_run_and_keeps_progress() -> Result<()> {
-    use cpn_relay::classify::DlqReason;
     use cpn_relay::dlq::headers::{CONNECT_TOPIC, DeadLetterInfo};
     use cpn_relay::dlq::writer::{DeadLetter, DlqWriter};
+    use cpn_relay::policy::classify::DlqReason;
     let brokers = broker()?;
     let topic = unique("cp");
     let d = format!("{topic}.dlq");

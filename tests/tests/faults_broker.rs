@@ -21,7 +21,7 @@ use cpn_e2e::relay::mock_crm;
 use cpn_e2e::{
     bin_path, committed, create_topic, create_topic_replicated, event, read_all, unique, wait_for,
 };
-use cpn_relay::mockcrm::{Behavior, Latency, MockCrm};
+use cpn_mock_crm::{Behavior, Latency, MockCrm};
 use tokio::process::{Child, Command};
 
 /// The relays' session timeout (`relay_command`): a member that lost its

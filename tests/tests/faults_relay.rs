@@ -9,7 +9,7 @@ use cpn_e2e::faults::{Bounds, Ledger, Load};
 use cpn_e2e::ledger::{free_port, metric, relay_command, signal, sigterm};
 use cpn_e2e::relay::{Fixture, fixture, mock_crm};
 use cpn_e2e::{committed, read_all, wait_for};
-use cpn_relay::mockcrm::{Behavior, Latency, MockCrm};
+use cpn_mock_crm::{Behavior, Latency, MockCrm};
 use tokio::process::{Child, Command};
 
 /// The relays' session timeout (`relay_command`): a SIGKILLed member holds

@@ -12,7 +12,7 @@ use cpn_e2e::faults::{Bounds, Expect, Ledger, Load};
 use cpn_e2e::ledger::{free_port, metric, relay_command, sigterm};
 use cpn_e2e::relay::{Fixture, fixture, mock_crm};
 use cpn_e2e::{event, read_all, wait_for};
-use cpn_relay::mockcrm::{Behavior, Latency, MockCrm, RetryAfter};
+use cpn_mock_crm::{Behavior, Latency, MockCrm, RetryAfter};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, Result};
 use cpn_e2e::ledger::{WAIT, publish, relay_command, sigterm, wait_all_delivered};
 use cpn_e2e::relay::{fixture, mock_crm};
-use cpn_relay::mockcrm::{Behavior, Latency, MockCrm};
+use cpn_mock_crm::{Behavior, Latency, MockCrm};
 use tokio::process::Child;
 
 const RUNS: usize = 3;

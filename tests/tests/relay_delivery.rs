@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture, mock_crm, test_config};
 use cpn_e2e::{ReadRecord, event, produce, producer, read_all, wait_for};
-use cpn_relay::mockcrm::{Behavior, MockCrm, RetryAfter};
+use cpn_mock_crm::{Behavior, MockCrm, RetryAfter};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -32,7 +32,7 @@ async fn delivers_body_byte_for_byte_with_ocs_framing() -> Result<()> {
     let mut cfg = test_config(&s.brokers, &s.topic, &s.group, &crm.url());
     cfg.target.headers.insert(
         "X-Api-Key".into(),
-        cpn_relay::config::Secret("k-123".into()),
+        cpn_relay::secret::Secret("k-123".into()),
     );
     let relay = RunningRelay::start(cfg)?;
     let p = producer(&s.brokers)?;

@@ -16,7 +16,7 @@ use cpn_e2e::{
     bin_path, broker, committed, create_topic, end_offsets, event, produce, producer, read_all,
     unique, wait_for,
 };
-use cpn_relay::mockcrm::{Behavior, Latency, MockCrm, RetryAfter};
+use cpn_mock_crm::{Behavior, Latency, MockCrm, RetryAfter};
 use tokio::process::{Child, Command};
 
 /// Which `commit.interval_ms` a relay runs with.
@@ -67,7 +67,7 @@ async fn a_30s_outage_sends_nothing_to_the_dlq() -> Result<()> {
     let mut cfg = test_config(&brokers, &topic, &unique("g"), &url);
     // Without the circuit, three refused attempts would dead-letter every record.
     cfg.retry.max_attempts = 3;
-    cfg.retry.max_elapsed_ms = 2_000;
+    cfg.retry.max_elapsed = std::time::Duration::from_millis(2_000);
     let relay = RunningRelay::start(cfg)?;
     up.stop().await;
     let sent = publish(&brokers, &topic, "list-out", 10, 5).await?;
@@ -91,7 +91,7 @@ async fn an_outage_of_503s_longer_than_the_retry_budget_sends_nothing_to_the_dlq
     // outage (probes, their Retry-After, the open circuit) cost budget, the
     // second probe of any record would dead-letter it.
     cfg.retry.max_attempts = 5;
-    cfg.retry.max_elapsed_ms = 1_500;
+    cfg.retry.max_elapsed = std::time::Duration::from_millis(1_500);
     let relay = RunningRelay::start(cfg)?;
     let sent = publish(&f.brokers, &f.topic, "list-503", 10, 3).await?;
     // The circuit opens after 5 failures; then about one probe a second.

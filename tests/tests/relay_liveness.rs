@@ -17,7 +17,7 @@ use cpn_e2e::ledger::{
 };
 use cpn_e2e::relay::{fixture, mock_crm};
 use cpn_e2e::{create_topic, read_all, unique, wait_for};
-use cpn_relay::mockcrm::{Behavior, Latency};
+use cpn_mock_crm::{Behavior, Latency};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 

@@ -19,7 +19,7 @@ use cpn_e2e::broker::PrivateBroker;
 use cpn_e2e::ledger::sigterm;
 use cpn_e2e::relay::mock_crm;
 use cpn_e2e::{bin_path, broker, create_topic, event, produce, unique, wait_for};
-use cpn_relay::mockcrm::{Behavior, MockCrm};
+use cpn_mock_crm::{Behavior, MockCrm};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

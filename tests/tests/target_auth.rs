@@ -19,11 +19,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cpn_e2e::relay::{RunningRelay, fixture};
 use cpn_e2e::{event, produce, producer, unique, wait_for};
-use cpn_relay::auth::{AuthConfig, ClientAuth};
-use cpn_relay::config::Secret;
-use cpn_relay::mockcrm::{Behavior, MockCrm, Received, Reply};
+use cpn_mock_crm::{Behavior, MockCrm, Received, Reply};
+use cpn_relay::secret::Secret;
 use cpn_relay::secret::SecretSource;
-use cpn_relay::signing::SigningConfig;
+use cpn_relay::target::auth::{AuthConfig, ClientAuth};
+use cpn_relay::target::signing::SigningConfig;
 
 const WAIT: Duration = Duration::from_secs(60);
 const CLIENT_ID: &str = "cpn-relay";

@@ -10,7 +10,7 @@ use cpn_e2e::{
     committed, create_topic, end_offsets, event, event_with_media, produce, producer, read_all,
     unique, wait_for,
 };
-use cpn_relay::mockcrm::{Behavior, MockCrm, RetryAfter};
+use cpn_mock_crm::{Behavior, MockCrm, RetryAfter};
 
 const WAIT: Duration = Duration::from_secs(120);
 

@@ -25,8 +25,8 @@ use anyhow::{Context, Result, bail};
 use cpn_e2e::relay::{Fixture, RunningRelay, fixture};
 use cpn_e2e::{event, produce, producer, read_all, unique, wait_for};
 use cpn_relay::config::RelayConfig;
-use cpn_relay::proxy::ProxyConfig;
 use cpn_relay::secret::SecretSource;
+use cpn_relay::target::proxy::ProxyConfig;
 use tls_support::{HttpsServer, Options, Pki, assert_delivered, assert_record_held};
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -230,7 +230,7 @@ async fn server_name_verifies_a_name_the_url_does_not_carry() -> Result<()> {
     cfg.target.tls.ca_file = Some(pki.ca_file());
 
     // Without the override the name does not match: a connect error.
-    let client = cpn_relay::http::build_client(&cfg.target)?;
+    let client = cpn_relay::target::client::build_client(&cfg.target)?;
     let err = client
         .post(server.url())
         .body("{}")
@@ -312,7 +312,7 @@ async fn mtls_a_missing_client_certificate_is_refused() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_demanding_a_client_certificate_does_not_empty_the_backlog() -> Result<()> {
     use cpn_e2e::ledger::{delivered, free_port, metric, publish};
-    use cpn_relay::mockcrm::Behavior;
+    use cpn_mock_crm::Behavior;
 
     let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()

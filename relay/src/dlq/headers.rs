@@ -8,7 +8,7 @@
 
 use std::time::SystemTime;
 
-use crate::classify::DlqReason;
+use crate::policy::classify::DlqReason;
 
 /// `http_rejected` | `http_redirect` | `retries_exhausted` | `invalid_payload`.
 pub const REASON: &str = "cpn.dlq.reason";
@@ -67,7 +67,7 @@ pub struct DeadLetterInfo {
     pub first_attempt_at: Option<SystemTime>,
     /// Last attempt time.
     pub last_attempt_at: Option<SystemTime>,
-    /// Target URL without credentials (see [`redact_url`]).
+    /// Target URL without credentials (see [`crate::secret::redact_url`]).
     pub target: String,
     /// Consumer group.
     pub group: String,
@@ -156,43 +156,6 @@ pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
         .ok()
         .map(SystemTime::from)
-}
-
-/// The URL with user name, password and query values removed, for headers
-/// and logs: `https://user:secret@crm/x?token=abc` → `https://crm/x?token=[redacted]`.
-pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((s, r)) => (Some(s), r),
-        None => (None, url),
-    };
-    let (authority_and_path, query) = match rest.split_once('?') {
-        Some((a, q)) => (a, Some(q)),
-        None => (rest, None),
-    };
-    let (authority, path) = match authority_and_path.find('/') {
-        Some(i) => authority_and_path.split_at(i),
-        None => (authority_and_path, ""),
-    };
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let mut out = String::with_capacity(url.len());
-    if let Some(s) = scheme {
-        out.push_str(s);
-        out.push_str("://");
-    }
-    out.push_str(host);
-    out.push_str(path);
-    if let Some(q) = query {
-        out.push('?');
-        let parts: Vec<String> = q
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) => format!("{k}=[redacted]"),
-                None => kv.to_owned(),
-            })
-            .collect();
-        out.push_str(&parts.join("&"));
-    }
-    out
 }
 
 /// Looks up a header by name in decoded `(name, value)` pairs; the last one
@@ -297,26 +260,6 @@ mod tests {
         assert_eq!(rfc3339(before), "1969-12-31T23:59:58.500Z");
         let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
         assert!(rfc3339(far).ends_with(" ms from the epoch"));
-    }
-
-    #[test]
-    fn urls_lose_their_credentials() {
-        let cases = [
-            ("https://crm.example/hook", "https://crm.example/hook"),
-            (
-                "https://user:pw@crm.example:8443/hook",
-                "https://crm.example:8443/hook",
-            ),
-            (
-                "http://crm/x?token=abc&flag",
-                "http://crm/x?token=[redacted]&flag",
-            ),
-            ("https://u@h", "https://h"),
-            ("https://a@b@h/p", "https://h/p"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(redact_url(input), want, "{input}");
-        }
     }
 
     #[test]

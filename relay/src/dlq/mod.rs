@@ -1,20 +1,17 @@
-//! The dead-letter topic: what a dead letter carries (`headers`), the
-//! producer that writes them (`writer`), and the `cpn-relay dlq` tooling
-//! that reads them back.
+//! The dead-letter topic. What the daemon uses: [`headers`] (what a dead
+//! letter carries, and its encoding), [`record`] (one dead letter decoded)
+//! and [`writer`] (the producer that writes them). What operators use:
+//! [`tools`], the `cpn-relay dlq` subcommands that read dead letters back,
+//! filter, count, export and replay them.
 //!
-//! Tooling, pure cores: [`filter`] (which dead letters), [`record`] (one
-//! dead letter decoded), [`stats`] (counts), [`render`] (tables and pages),
-//! [`replay`] (what a replay sends). Edges: [`read`] (a bounded read without
-//! joining a group), [`republish`] (producing and recording progress),
-//! [`cli`] (the subcommands).
+//! The tools stay in this crate, beside the format they read: they are
+//! subcommands of the same binary (one image, one `--help`, one version for
+//! the format written and the format read), and they share the record
+//! decoder and the librdkafka settings with the daemon. Their own
+//! dependencies (`indicatif`, `humantime`) are used by nothing under
+//! `delivery`, `kafka` or `target`.
 
-pub mod cli;
-pub mod filter;
 pub mod headers;
-pub mod read;
 pub mod record;
-pub mod render;
-pub mod replay;
-pub mod republish;
-pub mod stats;
+pub mod tools;
 pub mod writer;

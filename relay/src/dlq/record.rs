@@ -69,7 +69,7 @@ impl EventSummary {
 pub struct DeadLetterView {
     /// The record as read, bytes untouched.
     pub raw: RawDeadLetter,
-    /// `cpn.dlq.reason`, as written (normally a [`crate::classify::DlqReason`] name).
+    /// `cpn.dlq.reason`, as written (normally a [`crate::policy::classify::DlqReason`] name).
     pub reason: Option<String>,
     /// `cpn.dlq.http_status`.
     pub http_status: Option<u16>,
@@ -322,8 +322,8 @@ pub fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::DlqReason;
     use crate::dlq::headers::DeadLetterInfo;
+    use crate::policy::classify::DlqReason;
 
     const GUID: &str = "6F1C4A52-9D7E-4B1A-8C3E-2F5A7B9D0E11";
 

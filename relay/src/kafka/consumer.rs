@@ -8,7 +8,7 @@
 //! On a thread of its own that wait blocks nothing else; deliveries run on
 //! the tokio runtime meanwhile.
 //!
-//! Liveness (DESIGN invariant 8, see [`crate::health`]): the circuit pauses
+//! Liveness (DESIGN invariant 8, see [`crate::observe::health`]): the circuit pauses
 //! every partition during an outage, and its probe is a record's attempt.
 //! When the probe is due and no record is taken anywhere — the partitions
 //! were lost and reassigned, or the relay restarted, while the circuit was
@@ -40,11 +40,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::config::{GroupProtocol, RelayConfig};
+use crate::config::RelayConfig;
 use crate::delivery::{Record, SharedDeliverer};
-use crate::health::Health;
-use crate::metrics::RelayMetrics;
-use crate::partition::{PartitionState, delivering, run_worker};
+use crate::kafka::partition::{PartitionState, delivering, run_worker};
+use crate::kafka::settings::GroupProtocol;
+use crate::observe::health::Health;
+use crate::observe::metrics::RelayMetrics;
 
 type Tp = (String, i32);
 
@@ -216,7 +217,7 @@ impl RelayContext {
         }
         // A coordinator that is moving would turn this commit into
         // redelivered duplicates: give it a few seconds.
-        match crate::coordinator::retry(SYNC_COMMIT_RETRY, || {
+        match crate::kafka::coordinator::retry(SYNC_COMMIT_RETRY, || {
             consumer.commit(&tpl, CommitMode::Sync)
         }) {
             Ok(()) => {
@@ -416,8 +417,6 @@ pub struct ConsumerSettings {
     pub window: usize,
     /// Commit interval.
     pub commit_interval: Duration,
-    /// Rebalance settle deadline.
-    pub revoke_deadline: Duration,
     /// Shutdown drain deadline.
     pub shutdown_deadline: Duration,
 }
@@ -447,7 +446,7 @@ pub fn create_consumer(
             c.set("partition.assignment.strategy", "cooperative-sticky")
                 .set(
                     "session.timeout.ms",
-                    config.kafka.session_timeout_ms.to_string(),
+                    config.kafka.session_timeout.as_millis().to_string(),
                 );
         }
         // KIP-848: the broker assigns (incrementally) and owns the session
@@ -478,7 +477,7 @@ pub fn create_consumer(
         deliverer,
         metrics,
         cancel,
-        revoke_deadline: Duration::from_millis(config.shutdown.revoke_deadline_ms),
+        revoke_deadline: config.shutdown.revoke_deadline,
         health,
         fatal,
     };
@@ -663,9 +662,4 @@ fn commit_async(consumer: &BaseConsumer<RelayContext>) {
         ctx.metrics.commit_errors.inc();
         warn!(error = %e, "queueing an offset commit failed");
     }
-}
-
-/// Partitions currently assigned (for tests and diagnostics).
-pub fn assigned(consumer: &BaseConsumer<RelayContext>) -> HashSet<Tp> {
-    consumer.context().lock().workers.keys().cloned().collect()
 }

@@ -22,33 +22,26 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::delivery::{Finished, Record, SharedDeliverer};
-use crate::watermark::OffsetWatermark;
+use crate::delivery::{Finished, Record, SharedDeliverer, Stops};
+use crate::policy::watermark::OffsetWatermark;
 
 /// Takes one record to its end (`None`: abandoned or given up first). The
 /// worker calls it once per record, in per-chain order, with its [`Stops`];
 /// in the relay it is [`delivering`], and tests pass their own.
 pub type Process = Arc<dyn Fn(Record, Stops) -> BoxFuture<'static, Option<Finished>> + Send + Sync>;
 
-/// When a record's delivery stops short of its end.
-#[derive(Debug, Clone)]
-pub struct Stops {
-    /// Abandon at once, even a request in flight.
-    pub cancel: CancellationToken,
-    /// The partition is settling: finish a request in flight, but give up
-    /// instead of waiting (circuit, backoff, budget).
-    pub drain: CancellationToken,
-}
-
 /// The relay's [`Process`]: [`crate::delivery::Deliverer::process`], counted
 /// in the in-flight gauge while it runs (aborted runs included), and noted
 /// as progress when it ends.
-pub fn delivering(deliverer: SharedDeliverer, health: Arc<crate::health::Health>) -> Process {
+pub fn delivering(
+    deliverer: SharedDeliverer,
+    health: Arc<crate::observe::health::Health>,
+) -> Process {
     Arc::new(move |rec, stops| {
         let d = deliverer.clone();
         let health = health.clone();
         Box::pin(async move {
-            let _gauge = InFlight::enter(&d.metrics.in_flight);
+            let _gauge = InFlight::enter(&d.metrics().in_flight);
             let out = d.process(&rec, &stops, &health).await;
             health.progress();
             out

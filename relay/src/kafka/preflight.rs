@@ -485,7 +485,7 @@ impl Plan {
                 properties.iter().map(|(k, v)| (k.as_str(), v.as_str())),
             ),
             properties,
-            timeout: Duration::from_millis(config.kafka.startup_timeout_ms),
+            timeout: config.kafka.startup_timeout,
         }
     }
 
@@ -694,7 +694,9 @@ impl Plan {
             if error.rdkafka_error_code().map(kind) == Some(Kind::Authorization) {
                 return Err(not_authorized(error.to_string()));
             }
-            if !crate::coordinator::is_transient(&error) || Instant::now() + PAUSE >= deadline {
+            if !crate::kafka::coordinator::is_transient(&error)
+                || Instant::now() + PAUSE >= deadline
+            {
                 warn!(
                     group = %self.group,
                     error = %error,

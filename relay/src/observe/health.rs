@@ -24,8 +24,11 @@
 //!
 //! Pure but for the atomics: [`assess`] takes a [`Snapshot`] and a bound.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 /// Past this age of the last poll the relay is not ready (it may still be
 /// settling a rebalance); past the stall bound it is stalled.
@@ -137,11 +140,6 @@ impl Health {
         self.holds_work.store(holds, Ordering::Release);
     }
 
-    /// The bound after which the relay counts as stalled.
-    pub fn stall_after(&self) -> Duration {
-        self.stall_after
-    }
-
     /// A reading now.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
@@ -196,6 +194,110 @@ pub fn assess(s: &Snapshot, stall_after: Duration) -> Assessment {
         return Assessment::NotReady("no partitions assigned".into());
     }
     Assessment::Ready
+}
+
+/// Assesses the relay's health every second: keeps `cpn_relay_stalled` true,
+/// logs each stall once at ERROR and, with `exit_on_stall`, resolves with the
+/// reason (the caller stops the relay). Never resolves otherwise, and stops
+/// watching once `stop` fires (a draining relay is not judged).
+pub(crate) async fn watch(
+    health: Arc<Health>,
+    metrics: crate::observe::metrics::RelayMetrics,
+    exit_on_stall: bool,
+    stop: CancellationToken,
+) -> String {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut was_stalled = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => std::future::pending::<()>().await,
+            _ = tick.tick() => {}
+        }
+        match health.assess() {
+            Assessment::Stalled(why) => {
+                metrics.stalled.set(1);
+                if exit_on_stall {
+                    return why;
+                }
+                if !was_stalled {
+                    tracing::error!(reason = %why, "stalled: /readyz answers 503 (health.exit_on_stall is off)");
+                }
+                was_stalled = true;
+            }
+            _ => {
+                if was_stalled {
+                    tracing::info!("no longer stalled");
+                }
+                metrics.stalled.set(0);
+                was_stalled = false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use super::*;
+
+    /// A health record of a relay with partitions and records taken whose
+    /// consumer thread keeps polling, stalled after 1 s without progress.
+    fn holding_work() -> (Arc<Health>, tokio::task::JoinHandle<()>) {
+        let health = Arc::new(Health::new(Duration::from_secs(1)));
+        health.set_assigned(2);
+        health.polled();
+        health.set_holds_work(true);
+        let h = health.clone();
+        let polling = tokio::spawn(async move {
+            loop {
+                h.polled();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        (health, polling)
+    }
+
+    #[tokio::test]
+    async fn a_relay_holding_work_without_progress_is_reported_stalled_and_stops() {
+        let (health, polling) = holding_work();
+        let metrics = crate::observe::metrics::RelayMetrics::new();
+        let why = tokio::time::timeout(
+            Duration::from_secs(10),
+            watch(
+                health.clone(),
+                metrics.clone(),
+                true,
+                CancellationToken::new(),
+            ),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("no stall reported within 10 s"));
+        polling.abort();
+        assert!(why.contains("nothing scheduled"), "{why}");
+        assert_eq!(metrics.stalled.get(), 1);
+        assert!(matches!(health.assess(), Assessment::Stalled(_)));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_relay_is_not_stalled() {
+        let (health, polling) = holding_work();
+        health.waiting_for(Duration::from_secs(3600));
+        let metrics = crate::observe::metrics::RelayMetrics::new();
+        let watched = tokio::time::timeout(
+            Duration::from_millis(2_500),
+            watch(
+                health.clone(),
+                metrics.clone(),
+                true,
+                CancellationToken::new(),
+            ),
+        )
+        .await;
+        polling.abort();
+        assert!(watched.is_err(), "a known wait of an hour is not a stall");
+        assert_eq!(metrics.stalled.get(), 0);
+        assert_eq!(health.assess(), Assessment::Ready);
+    }
 }
 
 #[cfg(test)]

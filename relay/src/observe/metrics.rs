@@ -3,6 +3,7 @@
 //! Labels are small closed sets (`outcome`, `class`, `reason`, `topic`,
 //! `partition`), never GUIDs or URLs.
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -50,31 +51,30 @@ pub struct RelayMetrics {
     pub end_to_end: Histogram,
 }
 
+/// Registers `metric` in `r`. Every descriptor here is a literal, valid and
+/// with a name of its own (`RelayMetrics::new` runs in the unit tests, so a
+/// duplicate or malformed one fails there), so neither step fails at run time.
+fn registered<M: Collector + Clone + 'static>(r: &Registry, metric: prometheus::Result<M>) -> M {
+    let m = metric.expect("a literal metric descriptor is valid");
+    r.register(Box::new(m.clone()))
+        .expect("every relay metric name is registered once");
+    m
+}
+
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name} is well-formed: {e}"));
-    // Registration only fails on duplicate names; every name here is unique.
-    let _ = r.register(Box::new(c.clone()));
-    c
+    registered(r, IntCounterVec::new(Opts::new(name, help), labels))
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-    let _ = r.register(Box::new(c.clone()));
-    c
+    registered(r, IntCounter::new(name, help))
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-    let _ = r.register(Box::new(g.clone()));
-    g
+    registered(r, IntGauge::new(name, help))
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g = IntGaugeVec::new(Opts::new(name, help), labels)
-        .unwrap_or_else(|e| unreachable!("metric {name}: {e}"));
-    let _ = r.register(Box::new(g.clone()));
-    g
+    registered(r, IntGaugeVec::new(Opts::new(name, help), labels))
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -92,25 +92,27 @@ impl RelayMetrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let r = Registry::new();
-        let attempt_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "cpn_relay_attempt_duration_seconds",
-                "Duration of one HTTP attempt",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["class"],
-        )
-        .unwrap_or_else(|e| unreachable!("histogram: {e}"));
-        let _ = r.register(Box::new(attempt_duration.clone()));
-        let end_to_end = Histogram::with_opts(
-            HistogramOpts::new(
-                "cpn_relay_end_to_end_seconds",
-                "From the event's GSW_TIMESTAMP to the 2xx",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-        )
-        .unwrap_or_else(|e| unreachable!("histogram: {e}"));
-        let _ = r.register(Box::new(end_to_end.clone()));
+        let attempt_duration = registered(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "cpn_relay_attempt_duration_seconds",
+                    "Duration of one HTTP attempt",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+                &["class"],
+            ),
+        );
+        let end_to_end = registered(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "cpn_relay_end_to_end_seconds",
+                    "From the event's GSW_TIMESTAMP to the 2xx",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            ),
+        );
         RelayMetrics {
             consumed: counter_vec(
                 &r,

@@ -1,6 +1,6 @@
 //! `/metrics` (Prometheus text), `/healthz` (process up) and `/readyz`
 //! (partitions assigned, and making progress or legitimately waiting: see
-//! [`crate::health`]).
+//! [`crate::observe::health`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,8 +12,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::health::{Assessment, Health};
-use crate::metrics::RelayMetrics;
+use crate::observe::health::{Assessment, Health};
+use crate::observe::metrics::RelayMetrics;
 
 #[derive(Clone)]
 struct AppState {

@@ -46,19 +46,30 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-/// Tuning of the circuit breaker.
-#[derive(Debug, Clone, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+use crate::config::millis;
+use crate::config::problem::{ConfigProblem, Problems};
+
+/// Tuning of the circuit breaker: the `[circuit]` section of the
+/// configuration, durations in milliseconds under keys ending `_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CircuitConfig {
     /// Consecutive retryable failures that open the circuit.
     pub failure_threshold: u32,
     /// Distinct chains the failures must come from (unless all are connect errors).
     pub min_distinct_keys: usize,
     /// How long the circuit first stays open before a probe.
+    #[serde(rename = "open_initial_ms", with = "millis")]
     pub open_initial: Duration,
     /// The longest it stays open between probes.
+    #[serde(rename = "open_max_ms", with = "millis")]
     pub open_max: Duration,
-    /// Consecutive non-retryable answers of one status class that mean the
-    /// target rejects the relay; 0 turns the guard off.
+    /// Consecutive non-retryable answers (4xx, or 3xx) of one status class,
+    /// with no success between them, that mean the target rejects the relay
+    /// rather than the records: the circuit opens and records are held, not
+    /// dead-lettered. 0 turns the guard off.
     pub rejection_threshold: u32,
     /// Distinct chains those answers must come from.
     pub rejection_min_distinct_keys: usize,
@@ -74,6 +85,43 @@ impl Default for CircuitConfig {
             rejection_threshold: 20,
             rejection_min_distinct_keys: 5,
         }
+    }
+}
+
+impl CircuitConfig {
+    /// Every problem of `[circuit]`, each with its key path.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Problems::default();
+        if self.failure_threshold == 0 {
+            p.add("circuit.failure_threshold", "must be at least 1");
+        }
+        if self.min_distinct_keys == 0 {
+            p.add("circuit.min_distinct_keys", "must be at least 1");
+        }
+        if self.open_initial.is_zero() || self.open_initial > self.open_max {
+            p.add(
+                "circuit.open_initial_ms",
+                "must be at least 1 and not exceed circuit.open_max_ms",
+            );
+        }
+        if self.rejection_threshold > 0 && self.rejection_min_distinct_keys == 0 {
+            p.add(
+                "circuit.rejection_min_distinct_keys",
+                "must be at least 1 (turn the guard off with circuit.rejection_threshold = 0)",
+            );
+        }
+        if self.rejection_threshold > 0
+            && u64::from(self.rejection_threshold) < self.rejection_min_distinct_keys as u64
+        {
+            p.add(
+                "circuit.rejection_threshold",
+                format!(
+                    "{} is below circuit.rejection_min_distinct_keys ({}): the guard could never trip",
+                    self.rejection_threshold, self.rejection_min_distinct_keys
+                ),
+            );
+        }
+        p.into_vec()
     }
 }
 

@@ -13,20 +13,33 @@
 
 use std::time::{Duration, SystemTime};
 
-/// How often and how long one record is retried.
-#[derive(Debug, Clone, PartialEq)]
+use serde::{Deserialize, Serialize};
+
+use crate::config::millis;
+use crate::config::problem::{ConfigProblem, Problems};
+
+/// How often and how long one record is retried: the `[retry]` section of
+/// the configuration, durations in milliseconds under keys ending `_ms`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts a record may use, the first included. At least 1.
     pub max_attempts: u32,
-    /// Budget time after the first attempt beyond which no retry starts.
-    pub max_elapsed: Duration,
     /// Cap of the backoff before jitter for the first retry.
+    #[serde(rename = "initial_delay_ms", with = "millis")]
     pub initial_delay: Duration,
     /// Cap of any backoff delay.
+    #[serde(rename = "max_delay_ms", with = "millis")]
     pub max_delay: Duration,
     /// Growth factor of the cap per attempt. At least 1.
     pub multiplier: f64,
+    /// Retry budget time per record: the request time of its charged
+    /// failures and the backoff after them, beyond which no retry starts.
+    /// An outage costs nothing.
+    #[serde(rename = "max_elapsed_ms", with = "millis")]
+    pub max_elapsed: Duration,
     /// The longest `Retry-After` that is honoured; longer requests are cut to it.
+    #[serde(rename = "retry_after_max_ms", with = "millis")]
     pub retry_after_max: Duration,
 }
 
@@ -40,6 +53,26 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             retry_after_max: Duration::from_secs(60),
         }
+    }
+}
+
+impl RetryPolicy {
+    /// Every problem of `[retry]`, each with its key path.
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut p = Problems::default();
+        if self.max_attempts == 0 {
+            p.add("retry.max_attempts", "must be at least 1");
+        }
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            p.add("retry.multiplier", "must be a number of at least 1");
+        }
+        if self.initial_delay > self.max_delay {
+            p.add(
+                "retry.initial_delay_ms",
+                "must not exceed retry.max_delay_ms",
+            );
+        }
+        p.into_vec()
     }
 }
 

@@ -44,11 +44,11 @@ impl FilterConfig {
     }
 
     /// Problems of this section, with key paths under `filter`.
-    pub fn problems(&self) -> Vec<crate::config::ConfigProblem> {
+    pub fn problems(&self) -> Vec<crate::config::problem::ConfigProblem> {
         self.media_types
             .iter()
             .filter(|m| !matches!(m.as_str(), "voice" | "sms" | "email"))
-            .map(|m| crate::config::ConfigProblem {
+            .map(|m| crate::config::problem::ConfigProblem {
                 path: "filter.media_types".into(),
                 problem: format!("{m:?} is not one of \"voice\", \"sms\", \"email\""),
             })

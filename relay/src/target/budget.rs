@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigProblem;
+use crate::config::problem::ConfigProblem;
 
 /// `[target.budget]`
 #[derive(Debug, Clone, Serialize, Deserialize)]

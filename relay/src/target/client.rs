@@ -15,40 +15,15 @@ use reqwest::header::{
     ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
 
-use crate::classify::Attempt;
-use crate::config::TargetConfig;
 use crate::dlq::headers::RESPONSE_BODY_MAX_BYTES;
-use crate::retry::parse_retry_after;
+use crate::policy::classify::Attempt;
+use crate::policy::retry::parse_retry_after;
+pub use crate::target::error::ClientError;
+use crate::target::error::error_chain;
+use crate::target::settings::TargetConfig;
 
 /// `User-Agent` value: `cpn-relay/<version>`.
 pub const USER_AGENT: &str = concat!("cpn-relay/", env!("CARGO_PKG_VERSION"));
-
-/// Why the HTTP client could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// A configured header name or value is not valid HTTP.
-    #[error("target.headers.{name}: {problem}")]
-    Header {
-        /// Header name.
-        name: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The target URL is not valid.
-    #[error("target.url: {0}")]
-    Url(String),
-    /// reqwest refused the settings.
-    #[error("building the HTTP client: {0}")]
-    Build(#[source] reqwest::Error),
-    /// A TLS, proxy, auth or signing setting cannot be used.
-    #[error("{path}: {problem}")]
-    Setting {
-        /// Dotted key path, e.g. `target.tls.ca_file`.
-        path: String,
-        /// What is wrong.
-        problem: String,
-    },
-}
 
 /// The customer's web server: a pooled client, the URL and the fixed headers.
 #[derive(Debug, Clone)]
@@ -56,8 +31,8 @@ pub struct Target {
     client: reqwest::Client,
     url: reqwest::Url,
     headers: HeaderMap,
-    auth: crate::auth::Authenticator,
-    signer: Option<crate::signing::Signer>,
+    auth: crate::target::auth::Authenticator,
+    signer: Option<crate::target::signing::Signer>,
 }
 
 /// What one attempt produced.
@@ -82,12 +57,12 @@ pub fn build_client(cfg: &TargetConfig) -> Result<reqwest::Client, ClientError> 
     let b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
-        .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
-        .timeout(Duration::from_millis(cfg.request_timeout_ms))
+        .connect_timeout(cfg.connect_timeout)
+        .timeout(cfg.request_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true);
     let b = cfg.tls.configure(b)?;
-    let b = crate::proxy::configure(cfg.proxy.as_ref(), b)?;
+    let b = crate::target::proxy::configure(cfg.proxy.as_ref(), b)?;
     b.build().map_err(ClientError::Build)
 }
 
@@ -116,13 +91,13 @@ impl Target {
         let signer = cfg
             .signing
             .as_ref()
-            .map(crate::signing::Signer::new)
+            .map(crate::target::signing::Signer::new)
             .transpose()?;
         Ok(Target {
             client: build_client(cfg)?,
             url,
             headers,
-            auth: crate::auth::Authenticator::new(cfg)?,
+            auth: crate::target::auth::Authenticator::new(&cfg.auth, || build_client(cfg))?,
             signer,
         })
     }
@@ -190,7 +165,7 @@ impl Target {
 
 enum Failure {
     Http(reqwest::Error),
-    Auth(crate::auth::AuthError),
+    Auth(crate::target::auth::AuthError),
 }
 
 impl Target {
@@ -235,40 +210,11 @@ impl Target {
 
 fn classify_error(e: &reqwest::Error) -> Attempt {
     let text = error_chain(e);
-    if e.is_connect() || crate::tls::is_tls_failure(e) {
+    if e.is_connect() || crate::target::tls::is_tls_failure(e) {
         Attempt::Connect(text)
     } else if e.is_timeout() {
         Attempt::Timeout(text)
     } else {
         Attempt::Transport(text)
-    }
-}
-
-/// The error and its sources on one line, without the URL (it may carry
-/// credentials).
-fn error_chain(e: &reqwest::Error) -> String {
-    let mut parts = vec![e.without_url_ref().to_string()];
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        parts.push(s.to_string());
-        src = s.source();
-    }
-    parts.dedup();
-    parts.join(": ")
-}
-
-trait WithoutUrlRef {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrlRef for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let s = self.to_string();
-        match self.url() {
-            Some(u) => s
-                .replace(&format!(" ({u})"), "")
-                .replace(u.as_str(), "[target]"),
-            None => s,
-        }
     }
 }

@@ -12,9 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigProblem;
-use crate::http::ClientError;
+use crate::config::problem::ConfigProblem;
 use crate::secret::SecretSource;
+use crate::target::error::ClientError;
 
 /// Variables read when `from_env = true` (by reqwest, the way curl reads
 /// them); only their names are ever logged.

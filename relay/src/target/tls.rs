@@ -24,8 +24,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigProblem;
-use crate::http::ClientError;
+use crate::config::problem::ConfigProblem;
+use crate::target::error::ClientError;
 
 /// ALPN protocols offered, as reqwest offers them with HTTP/2 enabled.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];

@@ -1,4 +1,4 @@
-//! `cpn-relay mock-crm`: options, the print loop and the summaries.
+//! `cpn-mock-crm`: options, the print loop and the summaries.
 //!
 //! Options map one-to-one onto a [`Behavior`]; every bad value is a clap
 //! error naming its option. Each received request becomes one line on
@@ -503,8 +503,8 @@ impl Printer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mockcrm::decide::Cause;
-    use crate::mockcrm::framing::FramingProblem;
+    use crate::decide::Cause;
+    use crate::framing::FramingProblem;
     use bytes::Bytes;
     use clap::Parser;
     use std::time::SystemTime;

@@ -339,7 +339,7 @@ fn decorate(behavior: &Behavior, reply: &mut Reply, now: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mockcrm::behavior::RetryAfter;
+    use crate::behavior::RetryAfter;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 

@@ -95,7 +95,7 @@ fn is_json_media_type(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mockcrm::decide::parse_object;
+    use crate::decide::parse_object;
 
     const GUID: &str = "5f0c3a44-1b2c-4d5e-8f90-0123456789ab";
 

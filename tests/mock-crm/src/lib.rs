@@ -1,5 +1,5 @@
 //! A fake customer web server: the receiving end of a delivery, for
-//! onboarding a target, for the README demo (`cpn-relay mock-crm`), and as
+//! onboarding a target, for the README demo (`cpn-mock-crm`), and as
 //! the programmable HTTP receiver the relay's integration tests run
 //! in-process.
 //!
@@ -13,12 +13,12 @@
 //! - [`decide`]: the pure core, behavior + request + state → [`Reply`].
 //! - [`framing`]: how a request departs from the spec's HTTP framing.
 //! - [`server`]: the axum edge and the [`MockCrm`] handle.
-//! - `cli`: [`MockCrmArgs`] and [`run_cli`] for `cpn-relay mock-crm`.
+//! - `cli`: [`MockCrmArgs`] and [`run_cli`] for the `cpn-mock-crm` binary.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use std::time::Duration;
-//! use cpn_relay::mockcrm::{Behavior, MockCrm};
+//! use cpn_mock_crm::{Behavior, MockCrm};
 //!
 //! let listener = MockCrm::bind("127.0.0.1:0".parse().expect("literal address"))?;
 //! let mut crm = MockCrm::start(listener, Behavior::default().with_fail_first(2, 503)).await?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use cpn_e2e::relay::{RunningRelay, test_config};
 use cpn_e2e::{broker, create_topic, event, producer, unique};
-use cpn_relay::mockcrm::{Behavior, Latency, MockCrm, MockCrmOptions};
+use cpn_mock_crm::{Behavior, Latency, MockCrm, MockCrmOptions};
 use rdkafka::producer::{FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
@@ -102,7 +102,7 @@ async fn main() -> Result<()> {
         let (k, v) = kv.split_once('=').context("BENCH_X takes key=value,...")?;
         cfg.kafka
             .properties
-            .insert(k.into(), cpn_relay::config::Secret(v.into()));
+            .insert(k.into(), cpn_relay::secret::Secret(v.into()));
     }
     if let Ok(w) = std::env::var("BENCH_WINDOW") {
         cfg.concurrency.max_in_flight_per_partition = w.parse()?;

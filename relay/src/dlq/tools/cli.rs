@@ -14,14 +14,15 @@ use std::time::SystemTime;
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
 
-use crate::classify::{DlqReason, StatusSet};
-use crate::dlq::filter::{self, Filter};
-use crate::dlq::read::{DlqReader, KafkaOptions, MANAGED_KAFKA_KEYS, Start};
 use crate::dlq::record::DeadLetterView;
-use crate::dlq::render;
-use crate::dlq::replay::{DEFAULT_MAX_REPLAYS, default_progress_group};
-use crate::dlq::republish::{ReplayOptions, replay};
-use crate::dlq::stats::Stats;
+use crate::dlq::tools::filter::{self, Filter};
+use crate::dlq::tools::read::{DlqReader, KafkaOptions, Start};
+use crate::dlq::tools::render;
+use crate::dlq::tools::replay::{DEFAULT_MAX_REPLAYS, default_progress_group};
+use crate::dlq::tools::republish::{ReplayOptions, replay};
+use crate::dlq::tools::stats::Stats;
+use crate::kafka::settings::is_managed_key;
+use crate::policy::classify::{DlqReason, StatusSet};
 
 /// Inspect, filter, export and replay a dead-letter topic.
 ///
@@ -100,7 +101,7 @@ fn parse_property(s: &str) -> Result<(String, String), String> {
     if k.is_empty() {
         return Err(format!("{s:?} has an empty key"));
     }
-    if MANAGED_KAFKA_KEYS.contains(&k) {
+    if is_managed_key(k) {
         let hint = if k == "bootstrap.servers" {
             " (use --brokers)"
         } else {
@@ -505,12 +506,13 @@ async fn replay_cmd(a: ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
         from_beginning: a.from_beginning,
         progress_bar: std::io::stderr().is_terminal(),
     };
-    let stop = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let summary = replay(&a.topic.kafka.options(), &opts, out, stop).await?;
+    let summary = replay(
+        &a.topic.kafka.options(),
+        &opts,
+        out,
+        crate::shutdown::interrupted(),
+    )
+    .await?;
     writeln!(out, "{}", summary.line())?;
     if !opts.dry_run && summary.replayed > 0 {
         writeln!(

@@ -13,9 +13,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::classify::{DlqReason, StatusSet};
 use crate::dlq::headers::parse_rfc3339;
 use crate::dlq::record::DeadLetterView;
+use crate::policy::classify::{DlqReason, StatusSet};
 
 /// The selection a command applies to every dead letter it reads.
 #[derive(Debug, Clone, Default)]

@@ -32,11 +32,8 @@ pub const READ_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long a committed-offsets fetch or a progress commit is retried while
-/// the group coordinator is moving or loading ([`crate::coordinator`]).
+/// the group coordinator is moving or loading ([`crate::kafka::coordinator`]).
 pub const COORDINATOR_BUDGET: Duration = Duration::from_secs(30);
-
-/// librdkafka keys the DLQ tools set themselves; `-X` may not set them.
-pub use crate::config::MANAGED_KAFKA_KEYS;
 
 /// Where the brokers are and how to talk to them (`--brokers`, `-X`).
 #[derive(Clone, Default)]
@@ -160,9 +157,9 @@ pub enum ReadError {
     #[error("{0}")]
     Task(String),
     /// No broker answered, or the brokers refused the credentials or the
-    /// topic ([`crate::preflight::reach`]).
+    /// topic ([`crate::kafka::preflight::reach`]).
     #[error(transparent)]
-    Setup(#[from] crate::preflight::SetupError),
+    Setup(#[from] crate::kafka::preflight::SetupError),
 }
 
 fn kafka(what: impl Into<String>) -> impl FnOnce(KafkaError) -> ReadError {
@@ -214,7 +211,7 @@ impl DlqReader {
     ) -> Result<Self, ReadError> {
         // A wrong password or certificate is reported at once, with
         // librdkafka's reason, instead of as a metadata request timing out.
-        crate::preflight::reach(
+        crate::kafka::preflight::reach(
             &kafka_opts.brokers,
             &kafka_opts.properties,
             topic,
@@ -373,7 +370,7 @@ impl DlqReader {
         let consumer = self.consumer.clone();
         let what = format!("committing progress of {}", self.topic);
         tokio::task::spawn_blocking(move || {
-            crate::coordinator::retry(COORDINATOR_BUDGET, || {
+            crate::kafka::coordinator::retry(COORDINATOR_BUDGET, || {
                 consumer.commit(&tpl, CommitMode::Sync)
             })
             .map_err(kafka(what))
@@ -438,7 +435,7 @@ fn open_blocking(
             for &p in &partitions {
                 tpl.add_partition(topic, p);
             }
-            let committed = crate::coordinator::retry(COORDINATOR_BUDGET, || {
+            let committed = crate::kafka::coordinator::retry(COORDINATOR_BUDGET, || {
                 consumer.committed_offsets(tpl.clone(), REQUEST_TIMEOUT)
             })
             .map_err(kafka(format!("committed offsets of group {group}")))?;

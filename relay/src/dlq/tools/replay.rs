@@ -95,9 +95,9 @@ pub fn default_progress_group(dlq_topic: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::DlqReason;
     use crate::dlq::headers::{self as h, DeadLetterInfo};
     use crate::dlq::record::RawDeadLetter;
+    use crate::policy::classify::DlqReason;
 
     fn info() -> DeadLetterInfo {
         DeadLetterInfo {

@@ -36,10 +36,10 @@ use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::time::MissedTickBehavior;
 
-use crate::dlq::filter::{Filter, rate_interval};
-use crate::dlq::read::{DlqReader, KafkaOptions, ReadError, Start};
 use crate::dlq::record::DeadLetterView;
-use crate::dlq::replay::{Plan, plan};
+use crate::dlq::tools::filter::{Filter, rate_interval};
+use crate::dlq::tools::read::{DlqReader, KafkaOptions, ReadError, Start};
+use crate::dlq::tools::replay::{Plan, plan};
 
 /// Records sent and not yet acknowledged, at most.
 pub const MAX_IN_FLIGHT: usize = 1000;

@@ -22,9 +22,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigProblem, TargetConfig};
-use crate::http::ClientError;
+use crate::config::problem::ConfigProblem;
 use crate::secret::SecretSource;
+use crate::target::error::ClientError;
 
 pub use oauth2::{ClientAuth, TokenResponse, parse_token_response};
 
@@ -225,23 +225,28 @@ enum Method {
 }
 
 impl Authenticator {
-    /// An authenticator for the target. Reads the basic password and the
-    /// bearer token file now, so a wrong path fails at start.
+    /// An authenticator for `[target.auth]`. Reads the basic password and
+    /// the bearer token file now, so a wrong path fails at start. OAuth2
+    /// asks its token endpoint through `token_client()` (the target's own
+    /// TLS and proxy settings), built only for that method.
     ///
     /// # Errors
     /// A required setting is missing, or a secret cannot be read.
-    pub fn new(target: &TargetConfig) -> Result<Self, ClientError> {
+    pub fn new(
+        auth: &AuthConfig,
+        token_client: impl FnOnce() -> Result<reqwest::Client, ClientError>,
+    ) -> Result<Self, ClientError> {
         let setting = |key: &str, problem: String| ClientError::Setting {
             path: format!("target.auth.{key}"),
             problem,
         };
-        if let Some(first) = target.auth.problems().into_iter().next() {
+        if let Some(first) = auth.problems().into_iter().next() {
             return Err(ClientError::Setting {
                 path: first.path,
                 problem: first.problem,
             });
         }
-        let method = match &target.auth {
+        let method = match auth {
             AuthConfig::None {} => Method::None,
             AuthConfig::Basic {
                 username: Some(username),
@@ -278,7 +283,7 @@ impl Authenticator {
                     );
                 }
                 Method::Oauth2(Arc::new(oauth2::Oauth2::new(
-                    crate::http::build_client(target)?,
+                    token_client()?,
                     oauth2::Settings {
                         token_url,
                         client_id: client_id.clone(),
@@ -462,13 +467,14 @@ mod tests {
         }
     }
 
+    fn no_token_client() -> Result<reqwest::Client, ClientError> {
+        panic!("basic authentication needs no token endpoint")
+    }
+
     #[tokio::test]
     async fn basic_authorizes_and_a_401_is_not_cured() {
-        let target = crate::config::TargetConfig {
-            auth: parse("kind = \"basic\"\nusername = \"relay\"\npassword = \"s3cret\"").unwrap(),
-            ..Default::default()
-        };
-        let a = Authenticator::new(&target).unwrap();
+        let auth = parse("kind = \"basic\"\nusername = \"relay\"\npassword = \"s3cret\"").unwrap();
+        let a = Authenticator::new(&auth, no_token_client).unwrap();
         let mut h = HeaderMap::new();
         a.authorize(&mut h).await.unwrap();
         assert_eq!(h[AUTHORIZATION], "Basic cmVsYXk6czNjcmV0");
@@ -478,14 +484,13 @@ mod tests {
 
     #[test]
     fn a_missing_secret_fails_at_start_naming_the_key() {
-        let target = crate::config::TargetConfig {
-            auth: parse(
-                "kind = \"basic\"\nusername = \"relay\"\npassword = { env = \"CPN_TEST_SURELY_UNSET_PW\" }",
-            )
-            .unwrap(),
-            ..Default::default()
-        };
-        let e = Authenticator::new(&target).unwrap_err().to_string();
+        let auth = parse(
+            "kind = \"basic\"\nusername = \"relay\"\npassword = { env = \"CPN_TEST_SURELY_UNSET_PW\" }",
+        )
+        .unwrap();
+        let e = Authenticator::new(&auth, no_token_client)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("target.auth.password:"), "{e}");
     }
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuthError, bearer_header};
 use crate::secret::SecretSource;
+use crate::target::error::error_chain;
 
 /// The longest `expires_in` taken from a token endpoint, in seconds.
 const MAX_EXPIRES_IN_SECS: u64 = 1_000_000_000;
@@ -445,7 +446,7 @@ impl Oauth2 {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("token endpoint: {}", error_chain(e)))?;
+            .map_err(|e| format!("token endpoint: {}", error_chain(&e)))?;
         let status = resp.status().as_u16();
         let mut bytes = Vec::new();
         loop {
@@ -459,24 +460,11 @@ impl Oauth2 {
                     bytes.extend_from_slice(&c);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(format!("token endpoint: {}", error_chain(e))),
+                Err(e) => return Err(format!("token endpoint: {}", error_chain(&e))),
             }
         }
         parse_token_response(status, &bytes)
     }
-}
-
-/// The error and its sources on one line, without the URL.
-fn error_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut parts = vec![e.to_string()];
-    let mut src = std::error::Error::source(&e);
-    while let Some(s) = src {
-        parts.push(s.to_string());
-        src = s.source();
-    }
-    parts.dedup();
-    parts.join(": ")
 }
 
 #[cfg(test)]

@@ -1,0 +1,15 @@
+//! `cpn-relay dlq`: inspect, filter, count, export and replay a dead-letter
+//! topic without joining a consumer group.
+//!
+//! Pure cores: [`filter`] (which dead letters), [`stats`] (counts),
+//! [`render`] (tables and pages), [`replay`] (what a replay sends). Edges:
+//! [`read`] (a bounded read without joining a group), [`republish`]
+//! (producing and recording progress), [`cli`] (the subcommands).
+
+pub mod cli;
+pub mod filter;
+pub mod read;
+pub mod render;
+pub mod replay;
+pub mod republish;
+pub mod stats;
