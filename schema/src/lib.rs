@@ -35,6 +35,7 @@
 
 pub mod codes;
 pub mod event;
+mod fields;
 pub mod guid;
 pub mod headers;
 pub mod json_schema;
