@@ -1,9 +1,10 @@
 //! `ContactProcessed`: the notification body, one field per spec entry.
 //!
 //! The struct mirrors `spec/contact-processed.md` field by field, in spec
-//! order, each under its exact JSON name. It is the in-memory form only: it
-//! holds no raw bytes. Reading JSON (with validation) lives in `validate`;
-//! this module writes the canonical JSON:
+//! order, each under its exact JSON name; the fields are not written here but
+//! expanded from the table in `fields` (one row per spec field). It is the
+//! in-memory form only: it holds no raw bytes. Reading JSON (with validation)
+//! lives in `validate`; this module writes the canonical JSON:
 //!
 //! - `GSW_MESSAGE: "ContactProcessed"` first (it is the serde tag, not a
 //!   field: it never varies),

@@ -12,8 +12,10 @@
 //! intermediate `serde_json::Value`: keys are borrowed from the input where
 //! possible, each value is *probed* (its JSON type and scalar recorded, arrays
 //! and objects skipped), and the probe is checked against the field's
-//! expected type. A problem is recorded and the pass carries on, so one call
-//! reports every problem of the event. Only a JSON syntax error stops early
+//! expected type (its `FieldType` impl; which field has which type, and
+//! whether it is mandatory, comes from the table in `fields`). A problem is
+//! recorded and the pass carries on, so one call reports every problem of the
+//! event. Only a JSON syntax error stops early
 //! (there is nothing sensible to read past it): that is [`Invalid::Syntax`].
 //!
 //! # Decisions
