@@ -1,9 +1,10 @@
 //! `ContactProcessed`: the notification body, one field per spec entry.
 //!
 //! The struct mirrors `spec/contact-processed.md` field by field, in spec
-//! order, each under its exact JSON name. It is the in-memory form only: it
-//! holds no raw bytes. Reading JSON (with validation) lives in `validate`;
-//! this module writes the canonical JSON:
+//! order, each under its exact JSON name; the fields are not written here but
+//! expanded from the table in `fields` (one row per spec field). It is the
+//! in-memory form only: it holds no raw bytes. Reading JSON (with validation)
+//! lives in `validate`; this module writes the canonical JSON:
 //!
 //! - `GSW_MESSAGE: "ContactProcessed"` first (it is the serde tag, not a
 //!   field: it never varies),
@@ -19,6 +20,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Serialize, Serializer};
 
+use crate::fields::spec_fields;
 use crate::guid::Guid;
 use crate::media::MediaType;
 use crate::timestamp::Timestamp;
@@ -26,231 +28,81 @@ use crate::timestamp::Timestamp;
 /// The value of `GSW_MESSAGE`, the same in every event.
 pub const MESSAGE_NAME: &str = "ContactProcessed";
 
-/// Every JSON name the spec defines, in spec order, `GSW_MESSAGE` first.
+/// Expands the field table (`crate::fields`) into [`SPEC_FIELDS`] and the
+/// [`ContactProcessed`] struct.
 ///
-/// Any other key of the body is a user-defined field.
-pub const SPEC_FIELDS: [&str; 44] = [
-    "GSW_MESSAGE",
-    "GSW_MESSAGE_GUID",
-    "GSW_TIMESTAMP",
-    "GSW_CALL_ATTEMPT_GUID",
-    "GSW_PHONE",
-    "GSW_PHONE_TYPE",
-    "GSW_CHAIN_ID",
-    "GSW_CHAIN_N",
-    "GSW_RECORD_HANDLE",
-    "GSW_REASON",
-    "GSW_CHAIN_LIFO_GUID",
-    "GSW_CUSTOMER_ID",
-    "GSW_CALL_RESULT",
-    "GSW_DISPOSITION_CODE",
-    "GSW_CAMPAIGN_NAME",
-    "GSW_CAMPAIGN_TEMPLATE_NAME",
-    "GSW_CONTACT_MEDIA_TYPE",
-    "GSW_CALLING_LIST",
-    "GSW_CAMPAIGN_GROUP_NAME",
-    "GSW_CAMPAIGN_GROUP_GUID",
-    "GSW_GROUP_NAME",
-    "GSW_QUEUE_NAME",
-    "GSW_DIAL_MODE",
-    "GSW_AGENT_ID",
-    "GSW_RECORD_TYPE",
-    "GSW_RECORD_STATUS",
-    "GSW_OPTIMIZE_BY",
-    "GSW_OPTIMIZE_GOAL",
-    "GSW_START_PROCESSING",
-    "GSW_CALL_TIME",
-    "GSW_SCHEDULED_TIME",
-    "GSW_DIALING",
-    "GSW_RINGING",
-    "GSW_RELEASED",
-    "GSW_ANSWERED",
-    "GSW_CPD_COMPLETED",
-    "GSW_QUEUED",
-    "GSW_AGENT_RINGING",
-    "GSW_AGENT_ANSWERED",
-    "GSW_DIVERTED",
-    "GSW_ABANDONED",
-    "GSW_AGENT_RELEASED",
-    "GSW_ACW_COMPLETED",
-    "GSW_COMPLETE_PROCESSING",
-];
+/// The struct needs a different field type and serde attribute for mandatory
+/// and optional rows, which a single repetition cannot choose, so the rows are
+/// munched one at a time into `[fields]`; the JSON names are collected in the
+/// same pass into `[names]`.
+macro_rules! contact_processed {
+    (@munch [$($names:tt)*] [$($fields:tt)*]
+        $(#[doc = $doc:literal])* mandatory $json:literal => $field:ident: $ty:ty,
+        $($rest:tt)*
+    ) => {
+        contact_processed! { @munch [$($names)* $json,] [$($fields)*
+            $(#[doc = $doc])*
+            #[serde(rename = $json)]
+            pub $field: $ty,
+        ] $($rest)* }
+    };
+    (@munch [$($names:tt)*] [$($fields:tt)*]
+        $(#[doc = $doc:literal])* optional $json:literal => $field:ident: $ty:ty,
+        $($rest:tt)*
+    ) => {
+        contact_processed! { @munch [$($names)* $json,] [$($fields)*
+            $(#[doc = $doc])*
+            #[serde(rename = $json, skip_serializing_if = "Option::is_none")]
+            pub $field: Option<$ty>,
+        ] $($rest)* }
+    };
+    (@munch [$($names:tt)*] [$($fields:tt)*]) => {
+        /// Every JSON name the spec defines, in spec order, `GSW_MESSAGE` first.
+        ///
+        /// Any other key of the body is a user-defined field.
+        pub const SPEC_FIELDS: [&str; [$($names)*].len() + 1] = ["GSW_MESSAGE", $($names)*];
+
+        /// One contact-processed notification: the chain's primary record after the
+        /// chain reached the *processed* state (spec: "When one is produced").
+        ///
+        /// Build one from JSON with [`ContactProcessed::from_json`] (which validates
+        /// and reports every problem) and write it with
+        /// [`ContactProcessed::to_json_vec`]. Fields are public so code can build an
+        /// event directly; the types keep it valid (GUIDs, timestamps and media types
+        /// are checked on construction), so serializing cannot fail.
+        ///
+        /// Integer codes are opaque: any `i64` is valid, known or not. See
+        /// [`crate::codes`] for display names.
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+        #[serde(tag = "GSW_MESSAGE", rename = "ContactProcessed")]
+        #[schemars(
+            title = "ContactProcessed",
+            description = "A Genesys OCS contact-processed notification (one per processed chain), \
+                           as carried by cpn. Any key not listed here is a user-defined calling-list \
+                           field whose value is a string."
+        )]
+        pub struct ContactProcessed {
+            $($fields)*
+            /// User-defined calling-list fields (any other key, e.g. `Other1`), carried
+            /// untouched. Values are strings.
+            ///
+            /// A key equal to a spec field name (see [`SPEC_FIELDS`]) can never come
+            /// from parsing; if code puts one here it is left out of the JSON, because
+            /// writing it would produce a duplicate key.
+            #[serde(flatten, serialize_with = "serialize_user_fields")]
+            pub user_fields: BTreeMap<String, String>,
+        }
+    };
+    ($($rows:tt)*) => {
+        contact_processed! { @munch [] [] $($rows)* }
+    };
+}
+
+spec_fields!(contact_processed);
 
 /// Position of `name` in [`SPEC_FIELDS`], or `None` for a user-defined field.
 pub(crate) fn spec_position(name: &str) -> Option<usize> {
     SPEC_FIELDS.iter().position(|field| *field == name)
-}
-
-/// One contact-processed notification: the chain's primary record after the
-/// chain reached the *processed* state (spec: "When one is produced").
-///
-/// Build one from JSON with [`ContactProcessed::from_json`] (which validates
-/// and reports every problem) and write it with
-/// [`ContactProcessed::to_json_vec`]. Fields are public so code can build an
-/// event directly; the types keep it valid (GUIDs, timestamps and media types
-/// are checked on construction), so serializing cannot fail.
-///
-/// Integer codes are opaque: any `i64` is valid, known or not. See
-/// [`crate::codes`] for display names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(tag = "GSW_MESSAGE", rename = "ContactProcessed")]
-#[schemars(
-    title = "ContactProcessed",
-    description = "A Genesys OCS contact-processed notification (one per processed chain), \
-                   as carried by cpn. Any key not listed here is a user-defined calling-list \
-                   field whose value is a string."
-)]
-pub struct ContactProcessed {
-    /// Unique id of this notification; also the `ETag` of the delivery; stable
-    /// across re-sends.
-    #[serde(rename = "GSW_MESSAGE_GUID")]
-    pub message_guid: Guid,
-    /// UTC time the notification was generated; stable across re-sends.
-    #[serde(rename = "GSW_TIMESTAMP")]
-    pub timestamp: Timestamp,
-    /// Unique id of the call-processing attempt.
-    #[serde(rename = "GSW_CALL_ATTEMPT_GUID")]
-    pub call_attempt_guid: Guid,
-    /// Contact info (phone number or address) of the primary record.
-    #[serde(rename = "GSW_PHONE")]
-    pub phone: String,
-    /// Contact info type of the primary record; known codes in spec/enumerations.md.
-    #[serde(rename = "GSW_PHONE_TYPE")]
-    pub phone_type: i64,
-    /// Chain id of the primary record.
-    #[serde(rename = "GSW_CHAIN_ID")]
-    pub chain_id: i64,
-    /// Chain number (position) of the primary record.
-    #[serde(rename = "GSW_CHAIN_N")]
-    pub chain_n: i64,
-    /// Record handle of the primary record (troubleshooting).
-    #[serde(rename = "GSW_RECORD_HANDLE")]
-    pub record_handle: i64,
-    /// Cause code of the chain-processed event (numbers not public).
-    #[serde(rename = "GSW_REASON")]
-    pub reason: i64,
-    /// Set for chains created by a LIFO campaign group (CX Contact).
-    #[serde(
-        rename = "GSW_CHAIN_LIFO_GUID",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub chain_lifo_guid: Option<Guid>,
-    /// The calling list's client id field, when the list defines it.
-    #[serde(rename = "GSW_CUSTOMER_ID", skip_serializing_if = "Option::is_none")]
-    pub customer_id: Option<String>,
-    /// Call result of the primary record; known codes in spec/enumerations.md.
-    #[serde(rename = "GSW_CALL_RESULT")]
-    pub call_result: i64,
-    /// Disposition code from the agent desktop or a validation server.
-    #[serde(
-        rename = "GSW_DISPOSITION_CODE",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub disposition_code: Option<String>,
-    /// Campaign name (not the campaign group).
-    #[serde(rename = "GSW_CAMPAIGN_NAME")]
-    pub campaign_name: String,
-    /// Campaign template name (CX Contact only).
-    #[serde(
-        rename = "GSW_CAMPAIGN_TEMPLATE_NAME",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub campaign_template_name: Option<String>,
-    /// Media type of the contact.
-    #[serde(rename = "GSW_CONTACT_MEDIA_TYPE")]
-    pub media_type: MediaType,
-    /// Calling list name; with the chain id, the Kafka record key.
-    #[serde(rename = "GSW_CALLING_LIST")]
-    pub calling_list: String,
-    /// Campaign group name.
-    #[serde(rename = "GSW_CAMPAIGN_GROUP_NAME")]
-    pub campaign_group_name: String,
-    /// Campaign group (session) GUID.
-    #[serde(rename = "GSW_CAMPAIGN_GROUP_GUID")]
-    pub campaign_group_guid: Guid,
-    /// Agent or place group name.
-    #[serde(rename = "GSW_GROUP_NAME")]
-    pub group_name: String,
-    /// Voice transfer destination DN name.
-    #[serde(rename = "GSW_QUEUE_NAME")]
-    pub queue_name: String,
-    /// Current dialing mode of the campaign group; known codes in spec/enumerations.md.
-    #[serde(rename = "GSW_DIAL_MODE")]
-    pub dial_mode: i64,
-    /// Agent id; successful calls only.
-    #[serde(rename = "GSW_AGENT_ID", skip_serializing_if = "Option::is_none")]
-    pub agent_id: Option<String>,
-    /// Record type after processing; known codes in spec/enumerations.md.
-    #[serde(rename = "GSW_RECORD_TYPE")]
-    pub record_type: i64,
-    /// Record status; known codes in spec/enumerations.md.
-    #[serde(rename = "GSW_RECORD_STATUS")]
-    pub record_status: i64,
-    /// Optimisation method; predictive modes only; known codes in spec/enumerations.md.
-    #[serde(rename = "GSW_OPTIMIZE_BY", skip_serializing_if = "Option::is_none")]
-    pub optimize_by: Option<i64>,
-    /// Optimisation goal; predictive modes only.
-    #[serde(rename = "GSW_OPTIMIZE_GOAL", skip_serializing_if = "Option::is_none")]
-    pub optimize_goal: Option<i64>,
-    /// When processing of this attempt started.
-    #[serde(rename = "GSW_START_PROCESSING")]
-    pub start_processing: Timestamp,
-    /// When the dial request was sent; absent when nothing was dialled.
-    #[serde(rename = "GSW_CALL_TIME", skip_serializing_if = "Option::is_none")]
-    pub call_time: Option<Timestamp>,
-    /// When the record is rescheduled to.
-    #[serde(rename = "GSW_SCHEDULED_TIME", skip_serializing_if = "Option::is_none")]
-    pub scheduled_time: Option<Timestamp>,
-    /// Dialing started.
-    #[serde(rename = "GSW_DIALING", skip_serializing_if = "Option::is_none")]
-    pub dialing: Option<Timestamp>,
-    /// Client (customer) ringing.
-    #[serde(rename = "GSW_RINGING", skip_serializing_if = "Option::is_none")]
-    pub ringing: Option<Timestamp>,
-    /// Failed call released.
-    #[serde(rename = "GSW_RELEASED", skip_serializing_if = "Option::is_none")]
-    pub released: Option<Timestamp>,
-    /// Client picked up.
-    #[serde(rename = "GSW_ANSWERED", skip_serializing_if = "Option::is_none")]
-    pub answered: Option<Timestamp>,
-    /// Call progress detection finished.
-    #[serde(rename = "GSW_CPD_COMPLETED", skip_serializing_if = "Option::is_none")]
-    pub cpd_completed: Option<Timestamp>,
-    /// Call queued.
-    #[serde(rename = "GSW_QUEUED", skip_serializing_if = "Option::is_none")]
-    pub queued: Option<Timestamp>,
-    /// Agent ringing.
-    #[serde(rename = "GSW_AGENT_RINGING", skip_serializing_if = "Option::is_none")]
-    pub agent_ringing: Option<Timestamp>,
-    /// Agent established.
-    #[serde(rename = "GSW_AGENT_ANSWERED", skip_serializing_if = "Option::is_none")]
-    pub agent_answered: Option<Timestamp>,
-    /// Answering machine call diverted.
-    #[serde(rename = "GSW_DIVERTED", skip_serializing_if = "Option::is_none")]
-    pub diverted: Option<Timestamp>,
-    /// Call abandoned.
-    #[serde(rename = "GSW_ABANDONED", skip_serializing_if = "Option::is_none")]
-    pub abandoned: Option<Timestamp>,
-    /// Agent released the call.
-    #[serde(rename = "GSW_AGENT_RELEASED", skip_serializing_if = "Option::is_none")]
-    pub agent_released: Option<Timestamp>,
-    /// After-call work completed.
-    #[serde(rename = "GSW_ACW_COMPLETED", skip_serializing_if = "Option::is_none")]
-    pub acw_completed: Option<Timestamp>,
-    /// Attempt completed and removed from active processing.
-    #[serde(
-        rename = "GSW_COMPLETE_PROCESSING",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub complete_processing: Option<Timestamp>,
-    /// User-defined calling-list fields (any other key, e.g. `Other1`), carried
-    /// untouched. Values are strings.
-    ///
-    /// A key equal to a spec field name (see [`SPEC_FIELDS`]) can never come
-    /// from parsing; if code puts one here it is left out of the JSON, because
-    /// writing it would produce a duplicate key.
-    #[serde(flatten, serialize_with = "serialize_user_fields")]
-    pub user_fields: BTreeMap<String, String>,
 }
 
 /// Writes the user-defined fields, skipping any that would shadow a spec field.

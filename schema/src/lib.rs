@@ -6,6 +6,10 @@
 //!
 //! A tour of the modules:
 //!
+//! - `fields` (private): the table of spec fields, one row per field (doc,
+//!   mandatory or optional, JSON name, Rust name, type); the struct, its JSON,
+//!   the validator's per-field code and the JSON Schema are expanded from it,
+//!   so adding a field is one row (the module doc says how).
 //! - [`event`]: [`ContactProcessed`], one field per spec entry, and its
 //!   canonical JSON output ([`ContactProcessed::to_json_vec`]).
 //! - [`validate`]: reading JSON bytes into a `ContactProcessed`
@@ -35,6 +39,7 @@
 
 pub mod codes;
 pub mod event;
+mod fields;
 pub mod guid;
 pub mod headers;
 pub mod json_schema;

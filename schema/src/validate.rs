@@ -12,8 +12,10 @@
 //! intermediate `serde_json::Value`: keys are borrowed from the input where
 //! possible, each value is *probed* (its JSON type and scalar recorded, arrays
 //! and objects skipped), and the probe is checked against the field's
-//! expected type. A problem is recorded and the pass carries on, so one call
-//! reports every problem of the event. Only a JSON syntax error stops early
+//! expected type (its `FieldType` impl; which field has which type, and
+//! whether it is mandatory, comes from the table in `fields`). A problem is
+//! recorded and the pass carries on, so one call reports every problem of the
+//! event. Only a JSON syntax error stops early
 //! (there is nothing sensible to read past it): that is [`Invalid::Syntax`].
 //!
 //! # Decisions
@@ -41,6 +43,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::{Deserialize, Serialize};
 
 use crate::event::{ContactProcessed, MESSAGE_NAME, SPEC_FIELDS, spec_position};
+use crate::fields::spec_fields;
 use crate::guid::Guid;
 use crate::media::MediaType;
 use crate::timestamp::{TIMESTAMP_FORM, Timestamp};
@@ -503,7 +506,8 @@ impl<T: FieldType> Slot<T> {
         matches!(self, Slot::Absent | Slot::Null)
     }
 
-    fn required(self, field: &str, problems: &mut Problems) -> T {
+    /// The value of a mandatory field; `missing` when absent or `null`.
+    fn mandatory(self, field: &str, problems: &mut Problems) -> T {
         match self {
             Slot::Value(value) => value,
             Slot::Absent => {
@@ -518,7 +522,12 @@ impl<T: FieldType> Slot<T> {
         }
     }
 
-    fn optional(self) -> Option<T> {
+    /// The value of an optional field; `None` when absent, `null` or bad.
+    ///
+    /// It takes the same arguments as [`Slot::mandatory`] so that the table's
+    /// `mandatory` / `optional` can name the method; an optional field has no
+    /// problem of its own to add here.
+    fn optional(self, _field: &str, _problems: &mut Problems) -> Option<T> {
         match self {
             Slot::Value(value) => Some(value),
             Slot::Absent | Slot::Null | Slot::Bad => None,
@@ -602,111 +611,53 @@ impl<'de> Visitor<'de> for BodyVisitor {
     }
 }
 
-/// Everything read from a body so far, checked field by field.
-#[derive(Default)]
-struct Draft {
-    message: Slot<MessageName>,
-    message_guid: Slot<Guid>,
-    timestamp: Slot<Timestamp>,
-    call_attempt_guid: Slot<Guid>,
-    phone: Slot<String>,
-    phone_type: Slot<i64>,
-    chain_id: Slot<i64>,
-    chain_n: Slot<i64>,
-    record_handle: Slot<i64>,
-    reason: Slot<i64>,
-    chain_lifo_guid: Slot<Guid>,
-    customer_id: Slot<String>,
-    call_result: Slot<i64>,
-    disposition_code: Slot<String>,
-    campaign_name: Slot<String>,
-    campaign_template_name: Slot<String>,
-    media_type: Slot<MediaType>,
-    calling_list: Slot<String>,
-    campaign_group_name: Slot<String>,
-    campaign_group_guid: Slot<Guid>,
-    group_name: Slot<String>,
-    queue_name: Slot<String>,
-    dial_mode: Slot<i64>,
-    agent_id: Slot<String>,
-    record_type: Slot<i64>,
-    record_status: Slot<i64>,
-    optimize_by: Slot<i64>,
-    optimize_goal: Slot<i64>,
-    start_processing: Slot<Timestamp>,
-    call_time: Slot<Timestamp>,
-    scheduled_time: Slot<Timestamp>,
-    dialing: Slot<Timestamp>,
-    ringing: Slot<Timestamp>,
-    released: Slot<Timestamp>,
-    answered: Slot<Timestamp>,
-    cpd_completed: Slot<Timestamp>,
-    queued: Slot<Timestamp>,
-    agent_ringing: Slot<Timestamp>,
-    agent_answered: Slot<Timestamp>,
-    diverted: Slot<Timestamp>,
-    abandoned: Slot<Timestamp>,
-    agent_released: Slot<Timestamp>,
-    acw_completed: Slot<Timestamp>,
-    complete_processing: Slot<Timestamp>,
-    user_fields: BTreeMap<String, String>,
-    /// User-defined keys whose value was rejected, to still catch duplicates.
-    rejected_user_fields: Vec<String>,
-    problems: Problems,
+/// Expands the field table (`crate::fields`) into the draft: one slot per
+/// spec field, the dispatch from JSON key to slot, and the final check, where
+/// the row's `mandatory` / `optional` picks the [`Slot`] method of that name.
+macro_rules! draft {
+    ($( $(#[doc = $doc:literal])* $presence:ident $json:literal => $field:ident: $ty:ty, )*) => {
+        /// Everything read from a body so far, checked field by field.
+        #[derive(Default)]
+        struct Draft {
+            message: Slot<MessageName>,
+            $($field: Slot<$ty>,)*
+            user_fields: BTreeMap<String, String>,
+            /// User-defined keys whose value was rejected, to still catch duplicates.
+            rejected_user_fields: Vec<String>,
+            problems: Problems,
+        }
+
+        impl Draft {
+            fn take(&mut self, key: Cow<'_, str>, value: Probe<'_>) {
+                let p = &mut self.problems;
+                match &*key {
+                    "GSW_MESSAGE" => self.message.put("GSW_MESSAGE", value, p),
+                    $($json => self.$field.put($json, value, p),)*
+                    _ => self.take_user_field(key, value),
+                }
+            }
+
+            /// The event, or every problem found, sorted.
+            fn check(self) -> Result<ContactProcessed, Vec<FieldProblem>> {
+                let mut p = self.problems;
+                self.message.mandatory("GSW_MESSAGE", &mut p);
+                let event = ContactProcessed {
+                    $($field: self.$field.$presence($json, &mut p),)*
+                    user_fields: self.user_fields,
+                };
+                if p.0.is_empty() {
+                    Ok(event)
+                } else {
+                    Err(p.into_sorted())
+                }
+            }
+        }
+    };
 }
 
-impl Draft {
-    fn take(&mut self, key: Cow<'_, str>, value: Probe<'_>) {
-        let p = &mut self.problems;
-        match &*key {
-            k @ "GSW_MESSAGE" => self.message.put(k, value, p),
-            k @ "GSW_MESSAGE_GUID" => self.message_guid.put(k, value, p),
-            k @ "GSW_TIMESTAMP" => self.timestamp.put(k, value, p),
-            k @ "GSW_CALL_ATTEMPT_GUID" => self.call_attempt_guid.put(k, value, p),
-            k @ "GSW_PHONE" => self.phone.put(k, value, p),
-            k @ "GSW_PHONE_TYPE" => self.phone_type.put(k, value, p),
-            k @ "GSW_CHAIN_ID" => self.chain_id.put(k, value, p),
-            k @ "GSW_CHAIN_N" => self.chain_n.put(k, value, p),
-            k @ "GSW_RECORD_HANDLE" => self.record_handle.put(k, value, p),
-            k @ "GSW_REASON" => self.reason.put(k, value, p),
-            k @ "GSW_CHAIN_LIFO_GUID" => self.chain_lifo_guid.put(k, value, p),
-            k @ "GSW_CUSTOMER_ID" => self.customer_id.put(k, value, p),
-            k @ "GSW_CALL_RESULT" => self.call_result.put(k, value, p),
-            k @ "GSW_DISPOSITION_CODE" => self.disposition_code.put(k, value, p),
-            k @ "GSW_CAMPAIGN_NAME" => self.campaign_name.put(k, value, p),
-            k @ "GSW_CAMPAIGN_TEMPLATE_NAME" => self.campaign_template_name.put(k, value, p),
-            k @ "GSW_CONTACT_MEDIA_TYPE" => self.media_type.put(k, value, p),
-            k @ "GSW_CALLING_LIST" => self.calling_list.put(k, value, p),
-            k @ "GSW_CAMPAIGN_GROUP_NAME" => self.campaign_group_name.put(k, value, p),
-            k @ "GSW_CAMPAIGN_GROUP_GUID" => self.campaign_group_guid.put(k, value, p),
-            k @ "GSW_GROUP_NAME" => self.group_name.put(k, value, p),
-            k @ "GSW_QUEUE_NAME" => self.queue_name.put(k, value, p),
-            k @ "GSW_DIAL_MODE" => self.dial_mode.put(k, value, p),
-            k @ "GSW_AGENT_ID" => self.agent_id.put(k, value, p),
-            k @ "GSW_RECORD_TYPE" => self.record_type.put(k, value, p),
-            k @ "GSW_RECORD_STATUS" => self.record_status.put(k, value, p),
-            k @ "GSW_OPTIMIZE_BY" => self.optimize_by.put(k, value, p),
-            k @ "GSW_OPTIMIZE_GOAL" => self.optimize_goal.put(k, value, p),
-            k @ "GSW_START_PROCESSING" => self.start_processing.put(k, value, p),
-            k @ "GSW_CALL_TIME" => self.call_time.put(k, value, p),
-            k @ "GSW_SCHEDULED_TIME" => self.scheduled_time.put(k, value, p),
-            k @ "GSW_DIALING" => self.dialing.put(k, value, p),
-            k @ "GSW_RINGING" => self.ringing.put(k, value, p),
-            k @ "GSW_RELEASED" => self.released.put(k, value, p),
-            k @ "GSW_ANSWERED" => self.answered.put(k, value, p),
-            k @ "GSW_CPD_COMPLETED" => self.cpd_completed.put(k, value, p),
-            k @ "GSW_QUEUED" => self.queued.put(k, value, p),
-            k @ "GSW_AGENT_RINGING" => self.agent_ringing.put(k, value, p),
-            k @ "GSW_AGENT_ANSWERED" => self.agent_answered.put(k, value, p),
-            k @ "GSW_DIVERTED" => self.diverted.put(k, value, p),
-            k @ "GSW_ABANDONED" => self.abandoned.put(k, value, p),
-            k @ "GSW_AGENT_RELEASED" => self.agent_released.put(k, value, p),
-            k @ "GSW_ACW_COMPLETED" => self.acw_completed.put(k, value, p),
-            k @ "GSW_COMPLETE_PROCESSING" => self.complete_processing.put(k, value, p),
-            _ => self.take_user_field(key, value),
-        }
-    }
+spec_fields!(draft);
 
+impl Draft {
     fn take_user_field(&mut self, key: Cow<'_, str>, value: Probe<'_>) {
         let duplicate = self.user_fields.contains_key(&*key)
             || self.rejected_user_fields.iter().any(|k| **k == *key);
@@ -730,83 +681,21 @@ impl Draft {
     }
 
     fn finish(
-        self,
+        mut self,
         assign: Option<impl FnOnce() -> (Guid, Timestamp)>,
     ) -> Result<ContactProcessed, Invalid> {
-        let mut p = self.problems;
-        self.message.required("GSW_MESSAGE", &mut p);
         // When assigning, a missing GUID or timestamp is not a problem: it is
         // filled below, once the rest of the event is known to be valid.
         let assigning = assign.is_some();
         let guid_missing = assigning && self.message_guid.is_missing();
         let timestamp_missing = assigning && self.timestamp.is_missing();
-        let message_guid = if guid_missing {
-            Guid::placeholder()
-        } else {
-            self.message_guid.required("GSW_MESSAGE_GUID", &mut p)
-        };
-        let timestamp = if timestamp_missing {
-            Timestamp::placeholder()
-        } else {
-            self.timestamp.required("GSW_TIMESTAMP", &mut p)
-        };
-        let mut event = ContactProcessed {
-            message_guid,
-            timestamp,
-            call_attempt_guid: self
-                .call_attempt_guid
-                .required("GSW_CALL_ATTEMPT_GUID", &mut p),
-            phone: self.phone.required("GSW_PHONE", &mut p),
-            phone_type: self.phone_type.required("GSW_PHONE_TYPE", &mut p),
-            chain_id: self.chain_id.required("GSW_CHAIN_ID", &mut p),
-            chain_n: self.chain_n.required("GSW_CHAIN_N", &mut p),
-            record_handle: self.record_handle.required("GSW_RECORD_HANDLE", &mut p),
-            reason: self.reason.required("GSW_REASON", &mut p),
-            chain_lifo_guid: self.chain_lifo_guid.optional(),
-            customer_id: self.customer_id.optional(),
-            call_result: self.call_result.required("GSW_CALL_RESULT", &mut p),
-            disposition_code: self.disposition_code.optional(),
-            campaign_name: self.campaign_name.required("GSW_CAMPAIGN_NAME", &mut p),
-            campaign_template_name: self.campaign_template_name.optional(),
-            media_type: self.media_type.required("GSW_CONTACT_MEDIA_TYPE", &mut p),
-            calling_list: self.calling_list.required("GSW_CALLING_LIST", &mut p),
-            campaign_group_name: self
-                .campaign_group_name
-                .required("GSW_CAMPAIGN_GROUP_NAME", &mut p),
-            campaign_group_guid: self
-                .campaign_group_guid
-                .required("GSW_CAMPAIGN_GROUP_GUID", &mut p),
-            group_name: self.group_name.required("GSW_GROUP_NAME", &mut p),
-            queue_name: self.queue_name.required("GSW_QUEUE_NAME", &mut p),
-            dial_mode: self.dial_mode.required("GSW_DIAL_MODE", &mut p),
-            agent_id: self.agent_id.optional(),
-            record_type: self.record_type.required("GSW_RECORD_TYPE", &mut p),
-            record_status: self.record_status.required("GSW_RECORD_STATUS", &mut p),
-            optimize_by: self.optimize_by.optional(),
-            optimize_goal: self.optimize_goal.optional(),
-            start_processing: self
-                .start_processing
-                .required("GSW_START_PROCESSING", &mut p),
-            call_time: self.call_time.optional(),
-            scheduled_time: self.scheduled_time.optional(),
-            dialing: self.dialing.optional(),
-            ringing: self.ringing.optional(),
-            released: self.released.optional(),
-            answered: self.answered.optional(),
-            cpd_completed: self.cpd_completed.optional(),
-            queued: self.queued.optional(),
-            agent_ringing: self.agent_ringing.optional(),
-            agent_answered: self.agent_answered.optional(),
-            diverted: self.diverted.optional(),
-            abandoned: self.abandoned.optional(),
-            agent_released: self.agent_released.optional(),
-            acw_completed: self.acw_completed.optional(),
-            complete_processing: self.complete_processing.optional(),
-            user_fields: self.user_fields,
-        };
-        if !p.0.is_empty() {
-            return Err(Invalid::Fields(p.into_sorted()));
+        if guid_missing {
+            self.message_guid = Slot::Value(Guid::placeholder());
         }
+        if timestamp_missing {
+            self.timestamp = Slot::Value(Timestamp::placeholder());
+        }
+        let mut event = self.check().map_err(Invalid::Fields)?;
         if let Some(assign) = assign.filter(|_| guid_missing || timestamp_missing) {
             let (guid, now) = assign();
             if guid_missing {
