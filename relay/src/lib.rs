@@ -14,7 +14,7 @@
 //! | room | holds | does not hold |
 //! |---|---|---|
 //! | [`kafka`] | the consumer thread, rebalances, the partition workers, commits, the start-up check | what happens to a record |
-//! | [`delivery`] | one record's life, as typed states: pending → attempted → delivered, dead-lettered or held | HTTP, Kafka, policies |
+//! | `delivery` | one record's life, as typed states: pending → attempted → delivered, dead-lettered or held | HTTP, Kafka, policies |
 //! | [`target`] | the HTTP client to the customer's server and its `tls`, `proxy`, `auth`, `signing`, `budget` | when to retry |
 //! | [`policy`] | pure decisions: `classify`, `retry`, `circuit`, `watermark`, `route` | any I/O (checked by a test) |
 //! | [`dlq`] | the dead-letter format and writer, and the `cpn-relay dlq` tools in [`dlq::tools`] | the daemon |
@@ -26,7 +26,7 @@
 //!
 //! 1. [`kafka`]'s consumer thread polls a record and hands it to its
 //!    partition's worker (`kafka::partition`), which keeps chains in order.
-//! 2. The worker calls [`delivery::Deliverer::process`]: the record is
+//! 2. The worker calls `delivery::Deliverer::process`: the record is
 //!    validated into a pending delivery, waits its turn (circuit, request
 //!    slot, rate budget), is POSTed by [`target`], and the answer is judged
 //!    by [`policy`]: delivered, retried after a backoff, held, or

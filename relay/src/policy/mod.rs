@@ -14,4 +14,4 @@ pub mod circuit;
 pub mod classify;
 pub mod retry;
 pub mod route;
-pub mod watermark;
+pub(crate) mod watermark;

@@ -56,6 +56,7 @@ impl OffsetWatermark {
     }
 
     /// How many tracked offsets are not finished.
+    #[cfg(test)]
     pub fn pending(&self) -> usize {
         self.pending.len()
     }

@@ -7,9 +7,9 @@
 //! (producing and recording progress), [`cli`] (the subcommands).
 
 pub mod cli;
-pub mod filter;
-pub mod read;
-pub mod render;
-pub mod replay;
-pub mod republish;
-pub mod stats;
+pub(crate) mod filter;
+pub(crate) mod read;
+pub(crate) mod render;
+pub(crate) mod replay;
+pub(crate) mod republish;
+pub(crate) mod stats;

@@ -230,16 +230,6 @@ impl DlqReader {
             .map_err(|e| ReadError::Task(format!("opening the dead-letter topic: {e}")))?
     }
 
-    /// The topic read.
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
-    /// What the read covers, per partition.
-    pub fn ranges(&self) -> &[PartitionRange] {
-        &self.ranges
-    }
-
     /// Whether every partition is read to its end.
     pub fn is_done(&self) -> bool {
         self.remaining.is_empty()
