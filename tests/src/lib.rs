@@ -140,14 +140,14 @@ pub fn bin_path(name: &str) -> Result<std::path::PathBuf> {
         .get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner());
-    if built.is_empty() {
-        let workspace = cargo(["test", "--workspace", "--all-targets", "--no-run"])
-            .map_err(|e| format!("{e:#}"));
-        built.insert(String::new(), workspace.map(|()| std::path::PathBuf::new()));
-    }
-    if let Some(Err(e)) = built.get("") {
-        return Err(anyhow::anyhow!("{e}"));
-    }
+    static WORKSPACE: OnceLock<Result<(), String>> = OnceLock::new();
+    WORKSPACE
+        .get_or_init(|| {
+            cargo(["test", "--workspace", "--all-targets", "--no-run"])
+                .map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)?;
     built
         .entry(name.to_owned())
         .or_insert_with(|| locate_bin(name).map_err(|e| format!("{e:#}")))
