@@ -84,7 +84,7 @@ impl RunError {
 pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     // Before any client of the relay talks to Kafka: a setup that cannot
     // work ends here with the reason, not in a relay that logs errors.
-    preflight::check(&config).await?;
+    let ready = preflight::check(&config).await?;
     let metrics = RelayMetrics::new();
     let health = Arc::new(Health::new(config.health.stall_timeout));
     let stop = CancellationToken::new();
@@ -126,6 +126,7 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
 
     let consumer = consumer::create_consumer(
         &config,
+        ready.topic_partitions,
         tokio::runtime::Handle::current(),
         deliverer,
         metrics.clone(),
@@ -136,7 +137,6 @@ pub async fn run(config: RelayConfig, shutdown: impl Future<Output = ()>) -> Res
         fatal.clone(),
     )?;
     let settings = ConsumerSettings {
-        window: config.concurrency.max_in_flight_per_partition,
         commit_interval: config.commit.interval,
         shutdown_deadline: config.shutdown.deadline,
     };

@@ -6,14 +6,15 @@
 //! this consumer group, either acknowledged 2xx by the target or in the
 //! dead-letter topic with the reason. Offsets are committed only past
 //! finished records, so a crash redelivers — receivers de-duplicate on the
-//! GUID (`ETag`). Duplicates are bounded by what was in flight: at most
-//! `concurrency.max_in_flight_per_partition` records per partition.
+//! GUID (`ETag`). Duplicates are bounded by what was in flight (at most
+//! `concurrency.max_in_flight_per_partition` records per partition) plus
+//! what finished since the last commit.
 //!
 //! # The rooms
 //!
 //! | room | holds | does not hold |
 //! |---|---|---|
-//! | [`kafka`] | the consumer thread, rebalances, the partition workers, commits, the start-up check | what happens to a record |
+//! | [`kafka`] | the consumer thread, rebalances, the partition feeders and workers, the memory budget, commits, the start-up check | what happens to a record |
 //! | `delivery` | one record's life, as typed states: pending → attempted → delivered, dead-lettered or held | HTTP, Kafka, policies |
 //! | [`target`] | the HTTP client to the customer's server and its `tls`, `proxy`, `auth`, `signing`, `budget` | when to retry |
 //! | [`policy`] | pure decisions: `classify`, `retry`, `circuit`, `watermark`, `route` | any I/O (checked by a test) |
@@ -24,8 +25,10 @@
 //!
 //! # The path of one record
 //!
-//! 1. [`kafka`]'s consumer thread polls a record and hands it to its
-//!    partition's worker (`kafka::partition`), which keeps chains in order.
+//! 1. [`kafka`]'s feeder of the record's partition (`kafka::feeder`) reads it
+//!    from the partition's own queue when the partition's window and the
+//!    relay's memory budget have room, and hands it to the partition's
+//!    worker (`kafka::partition`), which keeps chains in order.
 //! 2. The worker calls `delivery::Deliverer::process`: the record is
 //!    validated into a pending delivery, waits its turn (circuit, request
 //!    slot, rate budget), is POSTed by [`target`], and the answer is judged

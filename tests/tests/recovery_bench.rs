@@ -31,9 +31,8 @@ fn spawn(
     instance_id: Option<&str>,
 ) -> Result<Child> {
     let mut c = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?;
-    // Production window: the harness's 64 keeps pausing partitions, and a
-    // resumed partition is fetched again only a second later, which would
-    // be a gap of its own in the rescale figures.
+    // Production window: the harness's 64 would cap each partition's
+    // concurrency below what the rescale figures are about.
     c.env_remove("CPN_CONCURRENCY_MAX_IN_FLIGHT_PER_PARTITION")
         .env("CPN_KAFKA_SESSION_TIMEOUT_MS", "10000")
         .env("CPN_KAFKA_GROUP_PROTOCOL", protocol);

@@ -1,7 +1,17 @@
-//! The Kafka edge: one dedicated thread owns the consumer, polls it, feeds
-//! partition workers, pauses partitions whose window is full (or all of them
-//! while the target is down), commits finished offsets, and settles
-//! partitions before giving them up in a rebalance.
+//! The Kafka edge: one dedicated thread owns the consumer, polls its main
+//! queue (callbacks and rebalances), starts a worker and a feeder for every
+//! assigned partition, pauses every partition while the target is down,
+//! commits finished offsets, and settles partitions before giving them up in
+//! a rebalance.
+//!
+//! Records do not pass through this thread. Each assigned partition's queue
+//! is split from the consumer's on assign, before its first fetch, and read
+//! by the partition's [`feeder`](crate::kafka::feeder) only while the
+//! partition's window has room and the relay-wide
+//! [`memory budget`](crate::kafka::memory) allows; librdkafka stops fetching a
+//! partition whose prefetch queue holds `queued.max.messages.kbytes`. So a
+//! full window pauses nothing: memory is bounded by the budget plus the
+//! prefetch, whatever the partition count or the backlog.
 //!
 //! Why a thread: librdkafka calls the rebalance callback from `poll`, and
 //! settling revoked partitions means waiting for their in-flight deliveries.
@@ -25,13 +35,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
@@ -41,16 +49,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::RelayConfig;
-use crate::delivery::{Record, SharedDeliverer};
-use crate::kafka::partition::{PartitionState, delivering, run_worker};
+use crate::delivery::SharedDeliverer;
+use crate::kafka::feeder::{self, Feeding};
+use crate::kafka::memory::MemoryBudget;
+use crate::kafka::partition::{PartitionState, Taken, delivering, run_worker};
 use crate::kafka::settings::GroupProtocol;
 use crate::observe::health::Health;
 use crate::observe::metrics::RelayMetrics;
 
 type Tp = (String, i32);
 
-/// How often, at most, every partition's window and the circuit are checked
-/// for pausing and resuming while records keep arriving.
+/// How often, at most, the circuit (and the window of a partition fed from
+/// the main queue) is checked for pausing and resuming while records keep
+/// arriving.
 const BACKPRESSURE_SCAN_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How long a synchronous commit (on revoke, on shutdown) is retried while
@@ -58,7 +69,13 @@ const BACKPRESSURE_SCAN_INTERVAL: Duration = Duration::from_millis(5);
 const SYNC_COMMIT_RETRY: Duration = Duration::from_secs(5);
 
 struct Worker {
-    feed: Option<mpsc::UnboundedSender<Record>>,
+    /// The worker's feed, for records that arrive on the main queue (a
+    /// partition whose queue could not be split): None once settling.
+    feed: Option<mpsc::UnboundedSender<Taken>>,
+    /// The feeder of the partition's own queue; None when it could not be
+    /// split (then records come from the main queue and a full window
+    /// pauses the partition, as before queues were split).
+    feeder: Option<FeederTask>,
     state: Arc<PartitionState>,
     cancel: CancellationToken,
     /// Cancelled when the partition is settled: records that would have to
@@ -66,6 +83,11 @@ struct Worker {
     drain: CancellationToken,
     join: JoinHandle<()>,
     paused: bool,
+}
+
+struct FeederTask {
+    stop: CancellationToken,
+    join: JoinHandle<()>,
 }
 
 struct Inner {
@@ -83,6 +105,13 @@ struct Inner {
 /// callbacks can start and settle them.
 pub struct RelayContext {
     inner: Mutex<Inner>,
+    /// The consumer itself, to split partition queues on assign (set once,
+    /// right after it is created; a weak reference, as it owns this context).
+    consumer: OnceLock<Weak<BaseConsumer<RelayContext>>>,
+    /// Max records taken and not finished per partition.
+    window: usize,
+    /// The relay-wide bound on the bytes of records taken and not finished.
+    memory: MemoryBudget,
     rt: Handle,
     deliverer: SharedDeliverer,
     metrics: RelayMetrics,
@@ -106,12 +135,45 @@ impl RelayContext {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start_worker(&self, inner: &mut Inner, tp: Tp) {
+    /// Starts the worker of a newly assigned partition and, with `split`,
+    /// the feeder of the partition's own queue (call it before the partition
+    /// is assigned: records fetched before the split go to the main queue).
+    fn start_worker(&self, inner: &mut Inner, tp: Tp, split: bool) {
         if inner.workers.contains_key(&tp) {
             return;
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(PartitionState::default());
+        let queue = if split {
+            self.consumer
+                .get()
+                .and_then(Weak::upgrade)
+                .and_then(|c| c.split_partition_queue(&tp.0, tp.1))
+        } else {
+            None
+        };
+        if split && queue.is_none() {
+            warn!(topic = %tp.0, partition = tp.1, "could not split the partition's queue; reading it from the consumer's (a full window pauses it)");
+        }
+        let feeder = queue.map(|queue| {
+            let stop = CancellationToken::new();
+            let feeding = Feeding {
+                state: state.clone(),
+                feed: tx.clone(),
+                window: self.window,
+                memory: self.memory.clone(),
+                consumed: self
+                    .metrics
+                    .consumed
+                    .with_label_values(&[tp.0.as_str(), &tp.1.to_string()]),
+                health: self.health.clone(),
+                stop: stop.clone(),
+            };
+            FeederTask {
+                stop,
+                join: self.rt.spawn(feeder::run_feeder(queue, feeding)),
+            }
+        });
         let cancel = self.cancel.child_token();
         let drain = CancellationToken::new();
         let join = self.rt.spawn(run_worker(
@@ -126,6 +188,7 @@ impl RelayContext {
             tp,
             Worker {
                 feed: Some(tx),
+                feeder,
                 state,
                 cancel,
                 drain,
@@ -142,18 +205,30 @@ impl RelayContext {
         self.health.update_assigned(n);
     }
 
-    /// Settles the given workers: closes their feeds, lets requests in
-    /// flight finish within `deadline` (records that would have to wait give
-    /// up at once), then abandons the rest. Returns their final commit
-    /// positions.
+    /// Settles the given workers: stops their feeders and closes their
+    /// feeds, lets requests in flight finish within `deadline` (records that
+    /// would have to wait give up at once), then abandons the rest. Returns
+    /// their final commit positions.
     fn settle(&self, workers: Vec<(Tp, Worker)>, deadline: Duration) -> Vec<(Tp, Option<i64>)> {
         let mut out = Vec::with_capacity(workers.len());
         let mut waiting = Vec::with_capacity(workers.len());
+        let mut feeders = Vec::new();
         for (tp, mut w) in workers {
             w.feed.take();
+            if let Some(f) = w.feeder.take() {
+                f.stop.cancel();
+                feeders.push(f.join);
+            }
             w.drain.cancel();
             waiting.push((tp, w));
         }
+        // A stopped feeder ends at its next await (it never blocks), and
+        // with it the last sender of its worker's feed.
+        self.rt.block_on(async {
+            for f in feeders {
+                let _ = f.await;
+            }
+        });
         let until = tokio::time::Instant::now() + deadline;
         for (tp, w) in waiting {
             let Worker {
@@ -262,6 +337,15 @@ impl ClientContext for RelayContext {
 
 impl ConsumerContext for RelayContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            // Before librdkafka assigns (and starts fetching): split each new
+            // partition's queue so that no record of it reaches the main one.
+            let mut inner = self.lock();
+            for e in tpl.elements() {
+                self.start_worker(&mut inner, (e.topic().to_owned(), e.partition()), true);
+            }
+            return;
+        }
         if let Rebalance::Revoke(tpl) = rebalance {
             let lost = consumer.assignment_lost();
             let mut inner = self.lock();
@@ -327,7 +411,9 @@ impl ConsumerContext for RelayContext {
                     if inner.paused_when_lost.remove(&tp) {
                         unpause.add_partition(&tp.0, tp.1);
                     }
-                    self.start_worker(&mut inner, tp);
+                    // Started with its feeder in pre_rebalance; this is a
+                    // no-op unless that could not run.
+                    self.start_worker(&mut inner, tp, true);
                 }
                 // New workers start resumed; make librdkafka agree for
                 // partitions it may still hold paused (see pre_rebalance).
@@ -413,8 +499,6 @@ impl ConsumerContext for RelayContext {
 /// The consumer thread's settings.
 #[derive(Debug, Clone)]
 pub struct ConsumerSettings {
-    /// Max records taken and not finished per partition.
-    pub window: usize,
     /// Commit interval.
     pub commit_interval: Duration,
     /// Shutdown drain deadline.
@@ -422,25 +506,42 @@ pub struct ConsumerSettings {
 }
 
 /// Creates the consumer (subscribed to the topic) with librdkafka settings
-/// that keep the delivery guarantees.
+/// that keep the delivery guarantees. `topic_partitions`, the topic's
+/// partition count, divides `concurrency.prefetch_bytes` into the
+/// per-partition prefetch bound (a relay may be assigned every partition).
 ///
 /// # Errors
 /// librdkafka refused the configuration or the subscription.
+#[allow(clippy::too_many_arguments)]
 pub fn create_consumer(
     config: &RelayConfig,
+    topic_partitions: usize,
     rt: Handle,
     deliverer: SharedDeliverer,
     metrics: RelayMetrics,
     cancel: CancellationToken,
     health: Arc<Health>,
     fatal: CancellationToken,
-) -> KafkaResult<BaseConsumer<RelayContext>> {
+) -> KafkaResult<Arc<BaseConsumer<RelayContext>>> {
     let mut c = ClientConfig::new();
-    // Pass-through first, so the settings below (which the guarantees rely
-    // on) cannot be overridden; config validation refuses them anyway.
+    // With split queues, librdkafka applies `queued.max.messages.kbytes` to
+    // each partition's queue: the relay-wide prefetch divided by the
+    // partitions. A fetch may overshoot that by one response, so a
+    // partition's fetch size follows it (librdkafka still returns a record
+    // larger than the fetch size, alone). A full queue is looked at again
+    // after `fetch.queue.backoff.ms` (default 1 s: a drained queue would
+    // wait that long for its next fetch).
+    let prefetch = config.concurrency.partition_prefetch(topic_partitions);
+    metrics.prefetch_partition_bytes.set(prefetch as i64);
+    // Before the pass-through: an operator may override these.
     c.set("auto.offset.reset", "earliest")
         .set("statistics.interval.ms", "5000")
-        .set("queued.max.messages.kbytes", "16384");
+        .set("queued.max.messages.kbytes", (prefetch / 1024).to_string())
+        .set(
+            "fetch.message.max.bytes",
+            prefetch.min(1024 * 1024).to_string(),
+        )
+        .set("fetch.queue.backoff.ms", "10");
     match config.kafka.group_protocol {
         GroupProtocol::Classic => {
             c.set("partition.assignment.strategy", "cooperative-sticky")
@@ -467,12 +568,20 @@ pub fn create_consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false");
+    let memory = MemoryBudget::new(
+        config.concurrency.memory_budget_bytes,
+        &metrics.memory_budget_bytes,
+        metrics.memory_taken_bytes.clone(),
+    );
     let ctx = RelayContext {
         inner: Mutex::new(Inner {
             workers: HashMap::new(),
             paused_when_lost: HashSet::new(),
             seeking_probe: false,
         }),
+        consumer: OnceLock::new(),
+        window: config.concurrency.max_in_flight_per_partition,
+        memory,
         rt,
         deliverer,
         metrics,
@@ -481,7 +590,9 @@ pub fn create_consumer(
         health,
         fatal,
     };
-    let consumer: BaseConsumer<RelayContext> = c.create_with_context(ctx)?;
+    let consumer: Arc<BaseConsumer<RelayContext>> = Arc::new(c.create_with_context(ctx)?);
+    // Set before subscribing, so before any rebalance callback can run.
+    let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));
     consumer.subscribe(&[config.kafka.topic.as_str()])?;
     Ok(consumer)
 }
@@ -491,7 +602,7 @@ pub fn create_consumer(
 /// in-flight work within the shutdown deadline, committing, and leaving the
 /// group.
 pub fn run_consumer(
-    consumer: BaseConsumer<RelayContext>,
+    consumer: Arc<BaseConsumer<RelayContext>>,
     settings: ConsumerSettings,
     stop: CancellationToken,
 ) -> Option<String> {
@@ -503,37 +614,31 @@ pub fn run_consumer(
     while !stop.is_cancelled() {
         ctx.health.polled();
         // While partitions are paused, come back soon to resume them the
-        // moment their window has room.
-        let timeout = if ctx.metrics.paused_partitions.get() > 0 {
+        // moment the circuit (or their window) allows; while hunting for a
+        // probe, to pause again the moment one is taken.
+        let timeout = if ctx.metrics.paused_partitions.get() > 0 || ctx.lock().seeking_probe {
             Duration::from_millis(5)
         } else {
             Duration::from_millis(100)
         };
         match consumer.poll(timeout) {
             Some(Ok(m)) => {
-                let tp = (m.topic().to_owned(), m.partition());
-                let rec = Record {
-                    topic: tp.0.clone(),
-                    partition: tp.1,
-                    offset: m.offset(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().map(Bytes::copy_from_slice),
-                    headers: m.headers().map(rdkafka::message::BorrowedHeaders::detach),
-                    timestamp_ms: m.timestamp().to_millis(),
-                };
+                // Only partitions whose queue could not be split come here.
+                let rec = feeder::record(&m);
+                let tp = (rec.topic.clone(), rec.partition);
                 drop(m);
                 let mut inner = ctx.lock();
                 if !inner.workers.contains_key(&tp) {
                     // Not expected (workers start on assign), but a record
                     // must never be skipped: its offset would be committed past.
-                    ctx.start_worker(&mut inner, tp.clone());
+                    ctx.start_worker(&mut inner, tp.clone(), false);
                 }
                 if let Some(w) = inner.workers.get(&tp)
                     && let Some(feed) = &w.feed
                 {
                     let taken = w.state.taken.fetch_add(1, Ordering::AcqRel) + 1;
                     // The first record after a probe hunt, or a full window.
-                    if taken >= settings.window || inner.seeking_probe {
+                    if taken >= ctx.window || inner.seeking_probe {
                         scan_now = true;
                     }
                     ctx.health.progress();
@@ -541,7 +646,7 @@ pub fn run_consumer(
                         .consumed
                         .with_label_values(&[tp.0.as_str(), &tp.1.to_string()])
                         .inc();
-                    if feed.send(rec).is_err() {
+                    if feed.send(rec.into()).is_err() {
                         error!(topic = %tp.0, partition = tp.1, "partition worker stopped; record will be redelivered");
                     }
                 }
@@ -560,7 +665,7 @@ pub fn run_consumer(
                 fatal = Some(format!("{code:?}: {text}"));
                 break;
             }
-            apply_backpressure(&consumer, settings.window);
+            apply_backpressure(&consumer);
             last_scan = Instant::now();
             scan_now = false;
         }
@@ -584,13 +689,15 @@ pub fn run_consumer(
     fatal
 }
 
-/// Pauses partitions whose window is full (resumed at half), and every
-/// partition while the circuit is open — except when the circuit's probe is
+/// Pauses every partition while the circuit is open, and a partition fed
+/// from the main queue whose window is full (resumed at half) — except when
+/// the circuit's probe is
 /// due and no record is taken anywhere: then all stay resumed until one
 /// arrives to be the probe (DESIGN invariant 8). Publishes to [`Health`]
 /// whether the relay holds work, and the circuit's next probe as a known wait.
-fn apply_backpressure(consumer: &BaseConsumer<RelayContext>, window: usize) {
+fn apply_backpressure(consumer: &BaseConsumer<RelayContext>) {
     let ctx = consumer.context();
+    let window = ctx.window;
     let now = Instant::now();
     let probe_due_at = ctx.deliverer.probe_due_at(now);
     let outage = ctx.deliverer.circuit_open();
@@ -615,8 +722,11 @@ fn apply_backpressure(consumer: &BaseConsumer<RelayContext>, window: usize) {
         let taken = w.state.taken.load(Ordering::Acquire);
         // Hysteresis: resume at half the window, so a full partition does not
         // flap between paused and resumed on every record.
-        let want_paused =
-            (outage && !seeking) || taken >= window || (w.paused && taken > window / 2);
+        // A partition with a feeder is never paused for its window: the
+        // feeder stops reading instead.
+        let main_fed = w.feeder.is_none();
+        let want_paused = (outage && !seeking)
+            || (main_fed && (taken >= window || (w.paused && taken > window / 2)));
         paused += usize::from(want_paused);
         if want_paused && !w.paused {
             tracing::debug!(partition = *p, taken, "pause");

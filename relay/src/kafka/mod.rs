@@ -1,7 +1,8 @@
 //! Kafka, the consumer side: the consumer thread that polls, follows
-//! rebalances and commits (`consumer`); one worker per assigned partition
-//! that keeps each chain in order and reports finished offsets
-//! (`partition`); retries of offset fetches and commits while the group
+//! rebalances and commits (`consumer`); per assigned partition, a feeder
+//! that reads the partition's own queue while its window and the memory
+//! budget ([`memory`]) have room (`feeder`), and a worker that keeps each
+//! chain in order and reports finished offsets (`partition`); retries of offset fetches and commits while the group
 //! coordinator moves ([`coordinator`]); the start-up check that Kafka
 //! answers and has the topics ([`preflight`]); and the settings of the
 //! `[kafka]`, `[commit]`, `[concurrency]` and `[shutdown]` sections
@@ -14,6 +15,8 @@
 
 pub(crate) mod consumer;
 pub mod coordinator;
+pub(crate) mod feeder;
+pub mod memory;
 pub(crate) mod partition;
 pub mod preflight;
 pub mod settings;

@@ -18,12 +18,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 
 use futures::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivery::{Finished, Record, SharedDeliverer, Stops};
+use crate::kafka::memory::Charge;
 use crate::policy::watermark::OffsetWatermark;
+
+/// A record taken from Kafka, with what it was charged against the memory
+/// budget (given back when the record's run ends).
+#[derive(Debug)]
+pub struct Taken {
+    /// The record.
+    pub rec: Record,
+    /// Its charge; `None` for records fed without a budget (tests).
+    pub charge: Option<Charge>,
+}
+
+impl From<Record> for Taken {
+    fn from(rec: Record) -> Self {
+        Taken { rec, charge: None }
+    }
+}
 
 /// Takes one record to its end (`None`: abandoned or given up first). The
 /// worker calls it once per record, in per-chain order, with its [`Stops`];
@@ -57,6 +74,9 @@ pub struct PartitionState {
     pub commit_position: AtomicI64,
     /// Records taken and not finished (the window).
     pub taken: AtomicUsize,
+    /// Notified whenever a record leaves the window: the feeder waits on it
+    /// while the window is full.
+    pub room: Notify,
 }
 
 impl Default for PartitionState {
@@ -64,6 +84,7 @@ impl Default for PartitionState {
         PartitionState {
             commit_position: AtomicI64::new(-1),
             taken: AtomicUsize::new(0),
+            room: Notify::new(),
         }
     }
 }
@@ -74,6 +95,14 @@ impl PartitionState {
         let p = self.commit_position.load(Ordering::Acquire);
         (p >= 0).then_some(p)
     }
+
+    /// `n` records left the window (finished, or given up).
+    fn release(&self, n: usize) {
+        if n > 0 {
+            self.taken.fetch_sub(n, Ordering::AcqRel);
+            self.room.notify_one();
+        }
+    }
 }
 
 /// Runs the worker until the feed closes and every taken record is finished,
@@ -81,7 +110,7 @@ impl PartitionState {
 /// `fatal`: its record is not finished, so the offset stops below it, and
 /// the relay stops (a bug must not pass for a slow partition).
 pub async fn run_worker(
-    mut feed: mpsc::UnboundedReceiver<Record>,
+    mut feed: mpsc::UnboundedReceiver<Taken>,
     state: Arc<PartitionState>,
     process: Process,
     cancel: CancellationToken,
@@ -94,15 +123,21 @@ pub async fn run_worker(
     };
     let mut watermark = OffsetWatermark::new();
     // Per chain: records waiting for the one in flight before them.
-    let mut waiting: HashMap<u64, VecDeque<Record>> = HashMap::new();
+    let mut waiting: HashMap<u64, VecDeque<Taken>> = HashMap::new();
     let mut running: JoinSet<(u64, i64, Option<Finished>)> = JoinSet::new();
     let mut accepting = true;
 
-    let start = |running: &mut JoinSet<(u64, i64, Option<Finished>)>, rec: Record| {
+    let start = |running: &mut JoinSet<(u64, i64, Option<Finished>)>, t: Taken| {
+        let Taken { rec, charge } = t;
         let key = rec.key_hash();
         let offset = rec.offset;
         let run = process(rec, stops.clone());
-        running.spawn(async move { (key, offset, run.await) });
+        running.spawn(async move {
+            let out = run.await;
+            // The record's bytes go back to the budget when its run ends.
+            drop(charge);
+            (key, offset, out)
+        });
     };
 
     loop {
@@ -131,7 +166,7 @@ pub async fn run_worker(
                         if let Some(p) = watermark.commit_position() {
                             state.commit_position.store(p, Ordering::Release);
                         }
-                        state.taken.fetch_sub(1, Ordering::AcqRel);
+                        state.release(1);
                         // The chain stays busy while it has a next record.
                         match waiting.get_mut(&key).and_then(|q| q.pop_front()) {
                             Some(rec) => start(&mut running, rec),
@@ -143,23 +178,25 @@ pub async fn run_worker(
                     None => {
                         // Abandoned: the chain's later records must not go
                         // out before it, so they are abandoned too.
-                        if let Some(q) = waiting.remove(&key) {
-                            tracing::debug!(dropped_in_order = q.len(), "abandoning the rest of a chain");
+                        let dropped = waiting.remove(&key).map_or(0, |q| q.len());
+                        if dropped > 0 {
+                            tracing::debug!(dropped_in_order = dropped, "abandoning the rest of a chain");
                         }
+                        state.release(1 + dropped);
                     }
                 }
             }
             rec = feed.recv(), if accepting => {
                 match rec {
-                    Some(rec) => {
-                        watermark.track(rec.offset);
-                        let key = rec.key_hash();
+                    Some(t) => {
+                        watermark.track(t.rec.offset);
+                        let key = t.rec.key_hash();
                         if let Some(q) = waiting.get_mut(&key) {
-                            q.push_back(rec);
+                            q.push_back(t);
                         } else {
                             // Marks the chain busy; later records queue behind.
                             waiting.insert(key, VecDeque::new());
-                            start(&mut running, rec);
+                            start(&mut running, t);
                         }
                     }
                     None => accepting = false,
@@ -172,12 +209,14 @@ pub async fn run_worker(
                 while let Some(done) = running.join_next().await {
                     if let Ok((_, offset, Some(_))) = done {
                         watermark.finish(offset);
-                        state.taken.fetch_sub(1, Ordering::AcqRel);
                     }
                 }
                 if let Some(p) = watermark.commit_position() {
                     state.commit_position.store(p, Ordering::Release);
                 }
+                // Nothing of this partition is taken any more.
+                state.taken.store(0, Ordering::Release);
+                state.room.notify_one();
                 break;
             }
         }
@@ -259,7 +298,7 @@ mod tests {
         for o in 0..count {
             state.taken.fetch_add(1, Ordering::AcqRel);
             let chain = u8::try_from(o % chains).unwrap_or(0);
-            tx.send(rec(o, chain))
+            tx.send(rec(o, chain).into())
                 .unwrap_or_else(|_| panic!("worker gone"));
         }
         drop(tx);

@@ -272,23 +272,39 @@ fn check_topic_name(t: &str) -> Result<(), String> {
 pub struct ConcurrencyConfig {
     /// Requests in flight across all partitions.
     pub max_in_flight: usize,
-    /// Records taken from one partition and not finished; the partition is
-    /// paused when its window is full and resumed at half. Also the bound on
-    /// redeliveries per partition after a crash.
+    /// Records taken from one partition and not finished: the partition's
+    /// feeder stops reading while its window is full. Also the bound, with
+    /// what finished in the last commit interval, on redeliveries per
+    /// partition after a crash.
     pub max_in_flight_per_partition: usize,
+    /// Bytes of records taken and not finished, all partitions together
+    /// (key, value and headers, plus a fixed overhead per record).
+    pub memory_budget_bytes: usize,
+    /// Bytes librdkafka may prefetch, all partitions of the topic together:
+    /// each partition's queue holds at most this divided by the topic's
+    /// partition count (`queued.max.messages.kbytes`).
+    pub prefetch_bytes: usize,
 }
+
+/// The smallest `concurrency.memory_budget_bytes`.
+const MIN_MEMORY_BUDGET: usize = 1024 * 1024;
+/// The smallest `concurrency.prefetch_bytes`.
+const MIN_PREFETCH: usize = 64 * 1024;
+/// Per partition, librdkafka's prefetch bound is kept within these.
+const PARTITION_PREFETCH: (usize, usize) = (64 * 1024, 2 * 1024 * 1024 * 1024 - 1024);
 
 impl Default for ConcurrencyConfig {
     fn default() -> Self {
         ConcurrencyConfig {
             max_in_flight: 1024,
-            // librdkafka fetches a resumed partition again only on its
-            // broker thread's next tick, about once a second, so a relay
-            // that keeps pausing delivers at most about one window per
-            // partition per second (measured: 2048 gave 13.7k events/s on 6
-            // partitions, 4096 gave 24k/s at a 20 ms target;
-            // BENCHMARKS.md). It is also the redelivery bound after a crash.
-            max_in_flight_per_partition: 4096,
+            // The window no longer paces fetching (a full one pauses
+            // nothing; the memory budget bounds the bytes): it bounds one
+            // partition's concurrency and its crash redelivery.
+            max_in_flight_per_partition: 512,
+            // Sized for a small pod: 64 MiB of records taken, plus 32 MiB
+            // prefetched, whatever the partition count.
+            memory_budget_bytes: 64 * 1024 * 1024,
+            prefetch_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -306,7 +322,33 @@ impl ConcurrencyConfig {
                 "must be at least 1",
             );
         }
+        if self.memory_budget_bytes < MIN_MEMORY_BUDGET {
+            p.add(
+                "concurrency.memory_budget_bytes",
+                "must be at least 1048576 (1 MiB)",
+            );
+        }
+        if self.memory_budget_bytes > crate::kafka::memory::MAX_BUDGET {
+            p.add(
+                "concurrency.memory_budget_bytes",
+                "must be at most 4294967295 (4 GiB)",
+            );
+        }
+        if self.prefetch_bytes < MIN_PREFETCH {
+            p.add(
+                "concurrency.prefetch_bytes",
+                "must be at least 65536 (64 KiB)",
+            );
+        }
         p.into_vec()
+    }
+
+    /// librdkafka's prefetch bound for each partition of a topic of
+    /// `partitions` partitions, in bytes (a whole number of KiB).
+    #[must_use]
+    pub fn partition_prefetch(&self, partitions: usize) -> usize {
+        let share = self.prefetch_bytes / partitions.max(1);
+        share.clamp(PARTITION_PREFETCH.0, PARTITION_PREFETCH.1) / 1024 * 1024
     }
 }
 

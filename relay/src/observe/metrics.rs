@@ -35,8 +35,15 @@ pub struct RelayMetrics {
     pub target_rejecting: IntGauge,
     /// 1 while the relay holds work without progress (see `health`).
     pub stalled: IntGauge,
-    /// Partitions paused (window full or circuit open).
+    /// Partitions paused (circuit open, or draining).
     pub paused_partitions: IntGauge,
+    /// `concurrency.memory_budget_bytes`: the bound on the bytes of records
+    /// taken and not finished, across all partitions.
+    pub memory_budget_bytes: IntGauge,
+    /// Bytes of records taken and not finished, as charged to the budget.
+    pub memory_taken_bytes: IntGauge,
+    /// librdkafka's prefetch bound per partition (`queued.max.messages.kbytes`).
+    pub prefetch_partition_bytes: IntGauge,
     /// Partitions assigned to this relay.
     pub assigned_partitions: IntGauge,
     /// Last committed offset per partition.
@@ -168,7 +175,22 @@ impl RelayMetrics {
             paused_partitions: gauge(
                 &r,
                 "cpn_relay_paused_partitions",
-                "Partitions paused (window full or circuit open)",
+                "Partitions paused (circuit open, or draining)",
+            ),
+            memory_budget_bytes: gauge(
+                &r,
+                "cpn_relay_memory_budget_bytes",
+                "Bound on the bytes of records taken and not finished, all partitions together",
+            ),
+            memory_taken_bytes: gauge(
+                &r,
+                "cpn_relay_memory_taken_bytes",
+                "Bytes of records taken and not finished (charged to the memory budget)",
+            ),
+            prefetch_partition_bytes: gauge(
+                &r,
+                "cpn_relay_prefetch_partition_bytes",
+                "librdkafka prefetch bound per assigned partition (queued.max.messages.kbytes)",
             ),
             assigned_partitions: gauge(
                 &r,
