@@ -9,6 +9,14 @@ use clap::{Args, Parser, Subcommand};
 
 use cpn_relay::config::{Overrides, RelayConfig};
 
+/// mimalloc rather than glibc malloc for the binary, as the producer: every
+/// record allocates its key, value, headers, request and response across
+/// runtime threads, and glibc's malloc/free was a quarter of the relay's CPU
+/// in a `perf` profile (figures in BENCHMARKS.md). The library leaves the
+/// choice of allocator to its users.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Relay ContactProcessed events from Kafka to a customer's web server, at least once.
 #[derive(Debug, Parser)]
 #[command(name = "cpn-relay", version, about, long_about = None)]
