@@ -1,0 +1,3 @@
+module cpn.invalid/bench/receiver
+
+go 1.22
