@@ -5,6 +5,9 @@
 //
 //   java -cp 'libs/*' CamelRelay.java BROKERS TOPIC GROUP URL CONSUMERS
 //
+// (deploy/bench/compare compiles it with javac first, so compiling is not in
+// its CPU figures.)
+//
 // At-least-once: Kafka's auto commit is off; each record's offset is
 // committed (asynchronously, Camel's DefaultKafkaManualAsyncCommitFactory)
 // only after its POST returned 2xx or after it went to the dead-letter topic

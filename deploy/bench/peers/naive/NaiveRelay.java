@@ -6,6 +6,9 @@
 //
 //   java -cp 'deploy/kafka/.cache/kafka-*/libs/*' NaiveRelay.java BROKERS TOPIC GROUP URL
 //
+// (deploy/bench/compare compiles it with javac first, so compiling is not in
+// its CPU figures.)
+//
 // Retries: 10 attempts, 200 ms doubling up to 30 s, then it logs the record
 // and goes on (a naive relay has no dead-letter topic: that record is lost).
 import java.net.URI;
