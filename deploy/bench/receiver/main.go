@@ -7,6 +7,10 @@
 //
 //	receiver -listen 127.0.0.1:0 -latency-ms 0 -port-file F -out arrivals.tsv
 //
+// With -tls-cert and -tls-key it serves HTTPS, offering HTTP/2 and
+// HTTP/1.1 by ALPN (only HTTP/1.1 with -http1-only): the benchmark's
+// HTTP/2 comparison (BENCHMARKS.md).
+//
 // GET /stats returns {"requests":N,"unique":U}. On SIGTERM or SIGINT it
 // writes one line per request to -out: the GUID and the arrival time in
 // Unix nanoseconds, separated by a tab, in arrival order.
@@ -15,6 +19,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -61,7 +66,13 @@ func main() {
 	latency := flag.Int("latency-ms", 0, "delay every reply by this many milliseconds")
 	portFile := flag.String("port-file", "", "write the bound port to this file once listening")
 	out := flag.String("out", "", "write the arrivals (GUID, Unix ns) here on SIGTERM/SIGINT")
+	certFile := flag.String("tls-cert", "", "serve HTTPS with this PEM certificate chain (with -tls-key)")
+	keyFile := flag.String("tls-key", "", "the PEM private key of -tls-cert")
+	http1Only := flag.Bool("http1-only", false, "with TLS, offer HTTP/1.1 only (no h2 by ALPN)")
 	flag.Parse()
+	if (*certFile == "") != (*keyFile == "") {
+		log.Fatalf("receiver: -tls-cert and -tls-key go together")
+	}
 
 	rec := &recorder{seen: make(map[string]struct{}, 1<<17)}
 	delay := time.Duration(*latency) * time.Millisecond
@@ -106,8 +117,18 @@ func main() {
 		}
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if *http1Only {
+		// A non-nil empty map turns off the server's HTTP/2.
+		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
 	go func() {
-		if err := srv.Serve(ln); err != nil && err != http.ErrServerClosed {
+		var err error
+		if *certFile != "" {
+			err = srv.ServeTLS(ln, *certFile, *keyFile)
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && err != http.ErrServerClosed {
 			log.Fatalf("receiver: %v", err)
 		}
 	}()

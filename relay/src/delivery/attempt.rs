@@ -122,15 +122,9 @@ impl Deliverer {
             self.metrics.retries.inc();
         }
         pending.first_at.get_or_insert(report.started_at);
-        let class = report.attempt.class();
-        self.metrics
-            .attempts
-            .with_label_values(&[class.as_str()])
-            .inc();
-        self.metrics
-            .attempt_duration
-            .with_label_values(&[class.as_str()])
-            .observe(report.duration.as_secs_f64());
+        let class = report.attempt.class().index();
+        self.counted.attempts[class].inc();
+        self.counted.durations[class].observe(report.duration.as_secs_f64());
         if let (Some(429 | 503), Some(ra)) = (report.attempt.status(), report.attempt.retry_after())
         {
             // The target asked everybody to slow down, not just this record.
@@ -194,10 +188,7 @@ impl Deliverer {
 
     /// Counts a delivered record.
     pub(super) fn delivered(&self, pending: &Pending) -> Finished {
-        self.metrics
-            .deliveries
-            .with_label_values(&["delivered"])
-            .inc();
+        self.counted.delivered.inc();
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);

@@ -46,6 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use prometheus::{Histogram, IntCounter};
 use rdkafka::message::OwnedHeaders;
 use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, info_span};
@@ -55,7 +56,7 @@ use crate::dlq::writer::DlqWriter;
 use crate::observe::health::Health;
 use crate::observe::metrics::RelayMetrics;
 use crate::policy::circuit::Circuit;
-use crate::policy::classify::{Classifier, DlqReason};
+use crate::policy::classify::{AttemptClass, Classifier, DlqReason};
 use crate::policy::retry::RetryPolicy;
 use crate::policy::route::FilterConfig;
 use crate::target::budget::Budget;
@@ -146,6 +147,35 @@ pub struct Deliverer {
     /// The longest one attempt can take (connect and request timeouts): a
     /// request in flight is a known wait of at most this.
     attempt_timeout: Duration,
+    /// The metrics every record touches, resolved once.
+    counted: Counted,
+}
+
+/// The series every record touches, resolved once when the relay starts:
+/// no label lookup (a hash and a lock inside `prometheus`) per record. Every
+/// attempt class is there from the start, at 0.
+#[derive(Debug)]
+struct Counted {
+    /// `cpn_relay_attempts_total`, by [`AttemptClass::index`].
+    attempts: [IntCounter; AttemptClass::ALL.len()],
+    /// `cpn_relay_attempt_duration_seconds`, by [`AttemptClass::index`].
+    durations: [Histogram; AttemptClass::ALL.len()],
+    /// `cpn_relay_deliveries_total{outcome="delivered"}`.
+    delivered: IntCounter,
+    /// `cpn_relay_deliveries_total{outcome="skipped"}`.
+    skipped: IntCounter,
+}
+
+impl Counted {
+    fn resolve(m: &RelayMetrics) -> Self {
+        Counted {
+            attempts: AttemptClass::ALL.map(|c| m.attempts.with_label_values(&[c.as_str()])),
+            durations: AttemptClass::ALL
+                .map(|c| m.attempt_duration.with_label_values(&[c.as_str()])),
+            delivered: m.deliveries.with_label_values(&["delivered"]),
+            skipped: m.deliveries.with_label_values(&["skipped"]),
+        }
+    }
 }
 
 impl Deliverer {
@@ -175,6 +205,7 @@ impl Deliverer {
             budget: Mutex::new(Budget::new(&target.budget, Instant::now())),
             filter: config.filter.clone(),
             dlq,
+            counted: Counted::resolve(&metrics),
             metrics,
             target_redacted: crate::secret::redact_url(&target.url),
             group: config.kafka.group.clone(),

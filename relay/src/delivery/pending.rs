@@ -64,10 +64,7 @@ impl Deliverer {
             }
         };
         if !self.filter.accepts(&event) {
-            self.metrics
-                .deliveries
-                .with_label_values(&["skipped"])
-                .inc();
+            self.counted.skipped.inc();
             debug!("not for this relay's filter; skipped");
             return Err(Early::Skipped);
         }

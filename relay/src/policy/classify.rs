@@ -120,6 +120,33 @@ pub enum AttemptClass {
 }
 
 impl AttemptClass {
+    /// Every class, in the order of [`AttemptClass::index`].
+    pub const ALL: [AttemptClass; 8] = [
+        AttemptClass::Status2xx,
+        AttemptClass::Status3xx,
+        AttemptClass::Status4xx,
+        AttemptClass::Status5xx,
+        AttemptClass::StatusOther,
+        AttemptClass::Connect,
+        AttemptClass::Timeout,
+        AttemptClass::Transport,
+    ];
+
+    /// This class's place in [`AttemptClass::ALL`] (a new class fails to
+    /// compile here until it has one).
+    pub fn index(self) -> usize {
+        match self {
+            AttemptClass::Status2xx => 0,
+            AttemptClass::Status3xx => 1,
+            AttemptClass::Status4xx => 2,
+            AttemptClass::Status5xx => 3,
+            AttemptClass::StatusOther => 4,
+            AttemptClass::Connect => 5,
+            AttemptClass::Timeout => 6,
+            AttemptClass::Transport => 7,
+        }
+    }
+
     /// Metrics label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -285,6 +312,18 @@ impl Classifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_class_sits_at_its_index_once() {
+        // The relay's metrics are resolved per class into an array indexed
+        // by `index`: a class out of place would count under another label.
+        for (i, c) in AttemptClass::ALL.iter().enumerate() {
+            assert_eq!(c.index(), i, "{c:?}");
+        }
+        let labels: std::collections::BTreeSet<_> =
+            AttemptClass::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(labels.len(), AttemptClass::ALL.len());
+    }
 
     fn status(s: u16) -> Attempt {
         Attempt::Response {

@@ -176,7 +176,13 @@ impl Target {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<reqwest::Response, Failure> {
-        let mut first = headers.clone();
+        // The headers are kept for a second request only where a 401 can
+        // be cured; otherwise the one map goes out as it is.
+        let (mut first, kept) = if self.auth.can_cure_unauthorized() {
+            (headers.clone(), Some(headers))
+        } else {
+            (headers, None)
+        };
         self.auth
             .authorize(&mut first)
             .await
@@ -189,11 +195,13 @@ impl Target {
             .send()
             .await
             .map_err(Failure::Http)?;
+        let Some(mut second) = kept else {
+            return Ok(resp);
+        };
         if resp.status() != reqwest::StatusCode::UNAUTHORIZED || !self.auth.unauthorized() {
             return Ok(resp);
         }
         drop(resp);
-        let mut second = headers;
         self.auth
             .authorize(&mut second)
             .await

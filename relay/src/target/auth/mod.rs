@@ -322,6 +322,12 @@ impl Authenticator {
         Ok(())
     }
 
+    /// Whether a 401 can be cured by a fresh credential, so that
+    /// [`Authenticator::unauthorized`] may ask for a second request.
+    pub fn can_cure_unauthorized(&self) -> bool {
+        matches!(self.method, Method::BearerFile(_) | Method::Oauth2(_))
+    }
+
     /// The target answered 401: drop the cached credential. Returns whether
     /// one immediate retry with a fresh credential makes sense (a token
     /// file re-read, an OAuth2 token re-minted); never for basic, whose
