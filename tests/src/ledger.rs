@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use cpn_mock_crm::MockCrm;
 use tokio::process::{Child, Command};
 
@@ -141,6 +141,19 @@ pub fn signal(child: &Child, signal: &str) -> Result<()> {
 /// As [`signal`].
 pub fn sigterm(child: &Child) -> Result<()> {
     signal(child, "TERM")
+}
+
+/// SIGTERMs a relay and waits up to 60 s for it to exit 0.
+///
+/// # Errors
+/// It cannot be signalled, does not exit in time, or exits otherwise.
+pub async fn stop_ok(mut relay: Child, what: &str) -> Result<()> {
+    sigterm(&relay)?;
+    let st = tokio::time::timeout(Duration::from_secs(60), relay.wait())
+        .await
+        .with_context(|| format!("{what} did not exit within 60 s of SIGTERM"))??;
+    ensure!(st.success(), "{what} exited {st} after SIGTERM");
+    Ok(())
 }
 
 /// A free loopback port (for a metrics listener).

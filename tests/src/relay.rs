@@ -145,3 +145,18 @@ pub async fn mock_crm(behavior: cpn_mock_crm::Behavior) -> Result<cpn_mock_crm::
     use cpn_mock_crm::MockCrm;
     Ok(MockCrm::start(MockCrm::bind("127.0.0.1:0".parse()?)?, behavior).await?)
 }
+
+/// A `cpn-relay run` of `f`'s topic and group to `crm`, its metrics on
+/// `port` (not spawned: callers add what their scenario needs).
+///
+/// # Errors
+/// The relay binary cannot be found or built.
+pub fn relay_on(
+    f: &Fixture,
+    crm: &cpn_mock_crm::MockCrm,
+    port: u16,
+) -> Result<tokio::process::Command> {
+    let mut c = crate::ledger::relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?;
+    c.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
+    Ok(c)
+}

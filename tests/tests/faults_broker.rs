@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use cpn_e2e::broker::{PrivateBroker, PrivateCluster};
 use cpn_e2e::faults::{Bounds, Expect, Ledger, Load};
-use cpn_e2e::ledger::{free_port, readyz, relay_command, sigterm};
+use cpn_e2e::ledger::{free_port, readyz, relay_command, sigterm, stop_ok};
 use cpn_e2e::relay::mock_crm;
 use cpn_e2e::{
     bin_path, committed, create_topic, create_topic_replicated, event, read_all, unique, wait_for,
@@ -39,15 +39,6 @@ const DOWN: Duration = Duration::from_secs(10);
 /// A margin for a machine of two cores shared with the rest of the suite:
 /// a rebalance to complete, a fetch to start, librdkafka's reconnect backoff.
 const MARGIN: Duration = Duration::from_secs(14);
-
-async fn stop_ok(mut relay: Child, what: &str) -> Result<()> {
-    sigterm(&relay)?;
-    let st = tokio::time::timeout(Duration::from_secs(60), relay.wait())
-        .await
-        .with_context(|| format!("{what} did not exit within 60 s of SIGTERM"))??;
-    ensure!(st.success(), "{what} exited {st} after SIGTERM");
-    Ok(())
-}
 
 /// Waits until `n` more events than now were delivered, or, once `done`
 /// says nothing more will be published, until everything was.

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use cpn_e2e::faults::{Bounds, Ledger, Load};
-use cpn_e2e::ledger::{free_port, metric, relay_command, signal, sigterm};
-use cpn_e2e::relay::{Fixture, fixture, mock_crm};
+use cpn_e2e::ledger::{free_port, metric, relay_command, signal, stop_ok};
+use cpn_e2e::relay::{fixture, mock_crm, relay_on};
 use cpn_e2e::{committed, read_all, wait_for};
 use cpn_mock_crm::{Behavior, Latency, MockCrm};
-use tokio::process::{Child, Command};
 
 /// The relays' session timeout (`relay_command`): a SIGKILLed member holds
 /// its partitions this long before the group gives them to another.
@@ -21,24 +20,9 @@ const SESSION: Duration = Duration::from_secs(6);
 /// machine shared with the rest of the suite).
 const REBALANCE_STALL: Duration = Duration::from_secs(SESSION.as_secs() + 14);
 
-fn relay(f: &Fixture, crm: &MockCrm, port: u16) -> Result<Command> {
-    let mut c = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?;
-    c.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
-    Ok(c)
-}
-
 async fn gauge(port: u16, name: &str) -> Option<i64> {
     #[allow(clippy::cast_possible_truncation)] // gauges hold small integers
     metric(port, name).await.map(|v| v as i64)
-}
-
-async fn stop_ok(mut relay: Child, what: &str) -> Result<()> {
-    sigterm(&relay)?;
-    let st = tokio::time::timeout(Duration::from_secs(60), relay.wait())
-        .await
-        .with_context(|| format!("{what} did not exit within 60 s of SIGTERM"))??;
-    ensure!(st.success(), "{what} exited {st} after SIGTERM");
-    Ok(())
 }
 
 /// Waits until `n` more events than now were delivered.
@@ -79,7 +63,7 @@ async fn ten_sigkills_under_load_lose_nothing_and_redeliver_only_the_uncommitted
         Some(rate),
     )?;
     let port = free_port()?;
-    let mut r = relay(&f, &crm, port)?
+    let mut r = relay_on(&f, &crm, port)?
         .spawn()
         .context("spawning cpn-relay")?;
     let mut allowance = 0usize;
@@ -98,7 +82,7 @@ async fn ten_sigkills_under_load_lose_nothing_and_redeliver_only_the_uncommitted
             .filter(|(p, o)| at_kill.get(p).is_none_or(|c| o >= c))
             .count();
         allowance += uncommitted + chains;
-        r = relay(&f, &crm, port)?
+        r = relay_on(&f, &crm, port)?
             .spawn()
             .context("restarting cpn-relay")?;
     }
@@ -144,8 +128,12 @@ async fn a_zombie_relay_woken_after_its_session_loses_nothing() -> Result<()> {
         Some(tier.pick(400.0, 1500.0)),
     )?;
     let (pa, pb) = (free_port()?, free_port()?);
-    let a = relay(&f, &crm, pa)?.spawn().context("spawning relay A")?;
-    let b = relay(&f, &crm, pb)?.spawn().context("spawning relay B")?;
+    let a = relay_on(&f, &crm, pa)?
+        .spawn()
+        .context("spawning relay A")?;
+    let b = relay_on(&f, &crm, pb)?
+        .spawn()
+        .context("spawning relay B")?;
     wait_for("both relays hold partitions", tier.deadline(), || async {
         let (x, y) = (
             gauge(pa, "cpn_relay_assigned_partitions").await?,
@@ -222,7 +210,7 @@ async fn rescaling_one_three_one_under_load_delivers_everything_once() -> Result
         Some(tier.pick(400.0, 1500.0)),
     )?;
     let ports = [free_port()?, free_port()?, free_port()?];
-    let first = relay(&f, &crm, ports[0])?.spawn().context("relay 1")?;
+    let first = relay_on(&f, &crm, ports[0])?.spawn().context("relay 1")?;
     let held = |n: usize| {
         let ports = &ports[..n];
         async move {
@@ -243,8 +231,8 @@ async fn rescaling_one_three_one_under_load_delivers_everything_once() -> Result
         progress(&ledger, &crm, 500, "deliveries with one relay").await?;
         let up = ledger.begin(&format!("scale 1 → 3 #{round}"), false);
         others = vec![
-            relay(&f, &crm, ports[1])?.spawn().context("relay 2")?,
-            relay(&f, &crm, ports[2])?.spawn().context("relay 3")?,
+            relay_on(&f, &crm, ports[1])?.spawn().context("relay 2")?,
+            relay_on(&f, &crm, ports[2])?.spawn().context("relay 3")?,
         ];
         wait_for(
             "three relays sharing the partitions",

@@ -8,35 +8,19 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use cpn_e2e::faults::{Bounds, Ledger, Load};
-use cpn_e2e::ledger::{free_port, metric, relay_command, sigterm};
-use cpn_e2e::relay::{Fixture, fixture, mock_crm};
+use cpn_e2e::ledger::{free_port, metric, stop_ok};
+use cpn_e2e::relay::{fixture, mock_crm, relay_on};
 use cpn_e2e::{read_all, wait_for};
-use cpn_mock_crm::{Behavior, Latency, MockCrm};
-use tokio::process::{Child, Command};
+use cpn_mock_crm::{Behavior, Latency};
 
 /// The smallest budget the relay accepts: small enough that 120 partitions
 /// with a window of 64 records each (7,680 records) would overrun it many
 /// times over.
 const BUDGET: u64 = 1024 * 1024;
 
-fn relay(f: &Fixture, crm: &MockCrm, port: u16) -> Result<Command> {
-    let mut c = relay_command(&f.brokers, &f.topic, &f.group, &crm.url())?;
-    c.args(["--metrics-listen", &format!("127.0.0.1:{port}")]);
-    Ok(c)
-}
-
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // gauges of small non-negative integers
 async fn gauge(port: u16, name: &str) -> Option<u64> {
     metric(port, name).await.map(|v| v as u64)
-}
-
-async fn stop_ok(mut relay: Child, what: &str) -> Result<()> {
-    sigterm(&relay)?;
-    let st = tokio::time::timeout(Duration::from_secs(60), relay.wait())
-        .await
-        .with_context(|| format!("{what} did not exit within 60 s of SIGTERM"))??;
-    ensure!(st.success(), "{what} exited {st} after SIGTERM");
-    Ok(())
 }
 
 /// 120 partitions, a backlog published before the relay starts, a slow
@@ -55,7 +39,7 @@ async fn a_deep_backlog_on_120_partitions_stays_within_the_memory_budget() -> Re
     let load = Load::start(&ledger, &f.brokers, &f.topic, "list-mem", 600, total, None)?;
     let published = load.finish().await?;
     let port = free_port()?;
-    let r = relay(&f, &crm, port)?
+    let r = relay_on(&f, &crm, port)?
         .env("CPN_CONCURRENCY_MEMORY_BUDGET_BYTES", BUDGET.to_string())
         .spawn()
         .context("spawning cpn-relay")?;
@@ -144,7 +128,7 @@ async fn split_queues_move_between_relays_without_loss_duplicates_or_reordering(
     )?;
     let published = load.finish().await?;
     let ports = [free_port()?, free_port()?];
-    let first = relay(&f, &crm, ports[0])?.spawn().context("relay 1")?;
+    let first = relay_on(&f, &crm, ports[0])?.spawn().context("relay 1")?;
     let progress = |n: usize, what: &'static str| {
         let (ledger, crm) = (&ledger, &crm);
         async move {
@@ -159,7 +143,7 @@ async fn split_queues_move_between_relays_without_loss_duplicates_or_reordering(
     };
     progress(total / 10, "deliveries with one relay").await?;
     let up = ledger.begin("scale 1 → 2", false);
-    let second = relay(&f, &crm, ports[1])?.spawn().context("relay 2")?;
+    let second = relay_on(&f, &crm, ports[1])?.spawn().context("relay 2")?;
     wait_for(
         "two relays sharing 12 partitions",
         tier.deadline(),
