@@ -226,3 +226,122 @@ async fn fan_out_one_group_per_target_with_a_filter_commits_what_it_skips() -> R
     );
     Ok(())
 }
+
+/// Requests in every 10 s window (sliding by 1 s) that lies within
+/// `[from, to]`, from the receiver's arrival times.
+fn window_counts(
+    at: &[std::time::SystemTime],
+    from: std::time::SystemTime,
+    to: std::time::SystemTime,
+) -> Vec<usize> {
+    let ten = Duration::from_secs(10);
+    let mut out = Vec::new();
+    let mut start = from;
+    while start + ten <= to {
+        let end = start + ten;
+        out.push(at.iter().filter(|t| **t >= start && **t < end).count());
+        start += Duration::from_secs(1);
+    }
+    out
+}
+
+/// `target.budget` is the group's: 1 → 3 → 1 relay processes on 12
+/// partitions together send 60/s, never three times that, within 10 % in
+/// every 10 s window of each steady phase, and at most 10 % over it in any
+/// window of the whole run, rebalances included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_budget_holds_with_one_three_one_relays() -> Result<()> {
+    use cpn_e2e::ledger::{free_port, metric, stop_ok};
+    use cpn_e2e::relay::relay_on;
+    use std::time::SystemTime;
+    const RATE: f64 = 60.0;
+    const PHASE: Duration = Duration::from_secs(21);
+    let f = fixture(12).await?;
+    let crm = mock_crm(Behavior::status(200)).await?;
+    // More than 100 s at 60/s, on 400 chains spread over the 12 partitions.
+    let p = producer(&f.brokers)?;
+    for chunk in 0..16 {
+        let sends = (0..500).map(|j| {
+            let i = chunk * 500 + j;
+            let (g, b) = event("list-share", i % 400, i / 400);
+            let (p, topic) = (&p, &f.topic);
+            async move { produce(p, topic, &format!("list-share:{}", i % 400), Some(&g), &b).await }
+        });
+        futures::future::try_join_all(sends).await?;
+    }
+    let config = std::env::temp_dir().join(format!("{}.toml", unique("budget-share")));
+    std::fs::write(
+        &config,
+        format!("[target.budget]\nmax_requests_per_second = {RATE}\n"),
+    )?;
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let spawn = |port: u16| -> Result<tokio::process::Child> {
+        let mut c = relay_on(&f, &crm, port)?;
+        c.args(["--config", &config.display().to_string()]);
+        Ok(c.spawn()?)
+    };
+    // Every relay of `ports` holds partitions, 12 together, and each has
+    // taken its share of the budget.
+    let settled = |n: usize| {
+        let ports = &ports[..n];
+        async move {
+            let (mut held, mut rate) = (0.0, 0.0);
+            for port in ports {
+                let x = metric(*port, "cpn_relay_assigned_partitions").await?;
+                if x == 0.0 {
+                    return None;
+                }
+                held += x;
+                rate += metric(*port, "cpn_relay_budget_requests_per_second").await?;
+            }
+            (held == 12.0 && (rate - RATE).abs() < 1e-6).then_some(())
+        }
+    };
+    let mut phases = Vec::new();
+    let first = spawn(ports[0])?;
+    wait_for("one relay holding 12 partitions", WAIT, || settled(1)).await?;
+    let t = SystemTime::now();
+    tokio::time::sleep(PHASE).await;
+    phases.push(("one relay", t, SystemTime::now()));
+    let others = [spawn(ports[1])?, spawn(ports[2])?];
+    wait_for("three relays sharing 12 partitions", WAIT, || settled(3)).await?;
+    let t = SystemTime::now();
+    tokio::time::sleep(PHASE).await;
+    phases.push(("three relays", t, SystemTime::now()));
+    for r in others {
+        stop_ok(r, "a scaled-in relay").await?;
+    }
+    wait_for("one relay holding 12 partitions again", WAIT, || settled(1)).await?;
+    let t = SystemTime::now();
+    tokio::time::sleep(PHASE).await;
+    phases.push(("one relay again", t, SystemTime::now()));
+    stop_ok(first, "the last relay").await?;
+    let at: Vec<SystemTime> = crm.received().iter().map(|r| r.at).collect();
+    let (start, end) = (at[0], phases[2].2);
+    let budget = RATE * 10.0;
+    let whole = window_counts(&at, start, end);
+    let most = whole.iter().copied().max().unwrap_or(0);
+    assert!(
+        (most as f64) <= budget * 1.1,
+        "a 10 s window held {most} requests; the group's budget is {budget}"
+    );
+    eprintln!("group budget {budget}/10 s: at most {most} in any window of the run");
+    for (what, from, to) in phases {
+        let counts = window_counts(&at, from, to);
+        assert!(!counts.is_empty(), "{what}: no full 10 s window");
+        eprintln!(
+            "{what}: {}..{} per 10 s window",
+            counts.iter().min().unwrap_or(&0),
+            counts.iter().max().unwrap_or(&0)
+        );
+        for c in counts {
+            assert!(
+                (c as f64 - budget).abs() <= budget * 0.1,
+                "{what}: {c} requests in a 10 s window, budget {budget} (windows {:?})",
+                window_counts(&at, from, to)
+            );
+        }
+    }
+    let _ = std::fs::remove_file(&config);
+    Ok(())
+}

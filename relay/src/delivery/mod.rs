@@ -202,7 +202,12 @@ impl Deliverer {
                 0 => config.concurrency.max_in_flight,
                 n => n.min(config.concurrency.max_in_flight),
             }),
-            budget: Mutex::new(Budget::new(&target.budget, Instant::now())),
+            budget: {
+                metrics
+                    .budget_requests_per_second
+                    .set(target.budget.max_requests_per_second);
+                Mutex::new(Budget::new(&target.budget, Instant::now()))
+            },
             filter: config.filter.clone(),
             dlq,
             counted: Counted::resolve(&metrics),
@@ -226,6 +231,16 @@ impl Deliverer {
     fn lock_budget(&self) -> MutexGuard<'_, Budget> {
         // The same holds for the budget: a token bucket of plain numbers.
         self.budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This replica holds `assigned` of the topic's `total` partitions: its
+    /// share of a group-wide request budget (see [`Budget::set_share`]).
+    pub fn set_budget_share(&self, assigned: usize, total: usize) {
+        let rate = self
+            .lock_budget()
+            .set_share(assigned, total, Instant::now());
+        self.metrics.budget_requests_per_second.set(rate);
+        self.metrics.topic_partitions.set(total as i64);
     }
 
     /// The relay's metrics.

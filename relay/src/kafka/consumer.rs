@@ -34,7 +34,7 @@
 //! so nothing is ever committed for it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -120,6 +120,12 @@ pub struct RelayContext {
     health: Arc<Health>,
     /// Cancelled when a delivery panics: the relay stops.
     fatal: CancellationToken,
+    /// The topic consumed, and its partition count as last seen in metadata
+    /// (the denominator of the group-wide request budget's share).
+    topic: String,
+    topic_partitions: AtomicUsize,
+    /// Partitions assigned now (the numerator).
+    assigned: AtomicUsize,
 }
 
 impl std::fmt::Debug for RelayContext {
@@ -203,6 +209,17 @@ impl RelayContext {
         let n = inner.workers.len();
         self.metrics.assigned_partitions.set(n as i64);
         self.health.update_assigned(n);
+        self.share_budget(n);
+    }
+
+    /// Re-computes this replica's share of the group's request budget after
+    /// its assignment changed. A cooperative rebalance revokes before it
+    /// assigns elsewhere, so the replicas' shares never add up to more than
+    /// the whole while partitions move.
+    fn share_budget(&self, assigned: usize) {
+        self.assigned.store(assigned, Ordering::Release);
+        let total = self.topic_partitions.load(Ordering::Acquire);
+        self.deliverer.set_budget_share(assigned, total);
     }
 
     /// Settles the given workers: stops their feeders and closes their
@@ -316,6 +333,17 @@ impl RelayContext {
 
 impl ClientContext for RelayContext {
     fn stats(&self, stats: Statistics) {
+        // The topic's partition count, from the client's metadata (partition
+        // -1 is librdkafka's internal one): partitions added to the topic
+        // shrink every replica's share of the request budget.
+        if let Some(t) = stats.topics.get(&self.topic) {
+            let total = t.partitions.keys().filter(|p| **p >= 0).count();
+            if total > 0 && self.topic_partitions.swap(total, Ordering::AcqRel) != total {
+                info!(topic = %self.topic, partitions = total, "topic partition count changed");
+                self.deliverer
+                    .set_budget_share(self.assigned.load(Ordering::Acquire), total);
+            }
+        }
         for (topic, t) in &stats.topics {
             for (p, part) in &t.partitions {
                 if *p >= 0 && part.consumer_lag >= 0 {
@@ -428,6 +456,7 @@ impl ConsumerContext for RelayContext {
                     "partitions assigned"
                 );
                 self.health.set_assigned(inner.workers.len());
+                self.share_budget(inner.workers.len());
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => {
@@ -589,7 +618,11 @@ pub fn create_consumer(
         revoke_deadline: config.shutdown.revoke_deadline,
         health,
         fatal,
+        topic: config.kafka.topic.clone(),
+        topic_partitions: AtomicUsize::new(topic_partitions),
+        assigned: AtomicUsize::new(0),
     };
+    ctx.deliverer.set_budget_share(0, topic_partitions);
     let consumer: Arc<BaseConsumer<RelayContext>> = Arc::new(c.create_with_context(ctx)?);
     // Set before subscribing, so before any rebalance callback can run.
     let _ = consumer.context().consumer.set(Arc::downgrade(&consumer));

@@ -5,7 +5,7 @@
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -46,6 +46,12 @@ pub struct RelayMetrics {
     pub prefetch_partition_bytes: IntGauge,
     /// Partitions assigned to this relay.
     pub assigned_partitions: IntGauge,
+    /// Partitions of the topic (from metadata; the denominator of the
+    /// group-wide request budget's share).
+    pub topic_partitions: IntGauge,
+    /// This replica's request rate budget now (`target.budget`, its share
+    /// of the group's); 0 = no limit.
+    pub budget_requests_per_second: Gauge,
     /// Last committed offset per partition.
     pub committed_offset: IntGaugeVec,
     /// Consumer lag per partition (from librdkafka statistics).
@@ -78,6 +84,10 @@ fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
 
 fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     registered(r, IntGauge::new(name, help))
+}
+
+fn fgauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    registered(r, Gauge::new(name, help))
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -196,6 +206,16 @@ impl RelayMetrics {
                 &r,
                 "cpn_relay_assigned_partitions",
                 "Partitions assigned to this relay",
+            ),
+            topic_partitions: gauge(
+                &r,
+                "cpn_relay_topic_partitions",
+                "Partitions of the topic the relay consumes",
+            ),
+            budget_requests_per_second: fgauge(
+                &r,
+                "cpn_relay_budget_requests_per_second",
+                "This replica's request rate budget to the target: its share of target.budget for the group (0 = no limit)",
             ),
             committed_offset: gauge_vec(
                 &r,
