@@ -37,7 +37,7 @@
 # deploy/kafka/kafka-local starts one and stops it afterwards (KEEP_BROKER=1 keeps it).
 #
 # Environment: KAFKA_BROKERS (127.0.0.1:${KAFKA_PORT:-9092}; loopback only, the topics are made
-# with kafka-local), CPN_BIN (target/debug), RELAY_METRICS_URL + PRODUCER_METRICS_URL,
+# with kafka-local), CPN_BIN (target/debug, built with cargo build when unset), RELAY_METRICS_URL + PRODUCER_METRICS_URL,
 # KEEP_BROKER, CHECK_TIMEOUT (seconds to wait for the traffic, 90).
 set -euo pipefail
 
@@ -342,6 +342,14 @@ metric_sum() { # FILE NAME LABEL
 
 drive_traffic() {
     local b
+    # The debug binaries are built here when CPN_BIN does not name others: `cargo test` builds
+    # only the binaries its tests need (not cpn-mock-crm), and a fresh clone has none.
+    if [[ -z ${CPN_BIN:-} ]]; then
+        (cd "$ROOT" && cargo build --quiet --bins -p cpn-producer -p cpn-relay -p cpn-mock-crm) >&2 || {
+            echo "cargo build --bins -p cpn-producer -p cpn-relay -p cpn-mock-crm failed"
+            return 1
+        }
+    fi
     for b in crm relay producer; do
         [[ $b == crm ]] && b=mock-crm
         [[ -x $BIN/cpn-$b ]] || {
