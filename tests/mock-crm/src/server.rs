@@ -306,6 +306,12 @@ impl MockCrm {
         self.shut_down().await;
     }
 
+    /// [`MockCrm::stop`] keeping the handle: what arrived until the stop,
+    /// also while it was stopping, can still be read (`received_since`).
+    pub async fn halt(&mut self) {
+        self.shut_down().await;
+    }
+
     /// [`MockCrm::stop`] keeping the handle, so the CLI can still read what
     /// arrived.
     pub(super) async fn shut_down(&mut self) {
