@@ -13,7 +13,9 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use cpn_producer::bulk::{self, Identity, Progress, Reporter, Summary};
 use cpn_producer::generate::{Generator, SEEDED_START};
-use cpn_producer::ingest::{self, ServeConfig};
+use cpn_producer::ingest::auth::{AuthSettings, split_keys};
+use cpn_producer::ingest::tls::{MinTlsVersion, TlsSettings};
+use cpn_producer::ingest::{self, ServeConfig, ServeError};
 use cpn_producer::ndjson::DEFAULT_MAX_LINE_BYTES;
 use cpn_producer::pace::Pace;
 use cpn_producer::{Compression, KafkaOverride, Publisher, PublisherConfig};
@@ -104,8 +106,15 @@ pub enum Command {
     /// with Retry-After when Kafka does not acknowledge within
     /// --ack-timeout-ms. Also GET /healthz, /readyz, /metrics. SIGTERM or
     /// Ctrl-C: stop accepting, finish requests in flight, flush, exit.
+    ///
+    /// Facing a network: --tls-cert/--tls-key serve HTTPS (TLS 1.2 floor,
+    /// files re-read when they change); --auth-keys-file or CPN_AUTH_KEYS
+    /// require a key in --auth-header (401 without it); --tls-client-ca
+    /// requires a client certificate. With neither a key nor client
+    /// certificates only a loopback --listen is served, unless
+    /// --allow-unauthenticated. /healthz and /readyz never ask for a key.
     #[command(after_help = IDENTITY_NOTE)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 /// Arguments of `validate`.
@@ -261,6 +270,67 @@ pub struct ServeArgs {
     #[arg(long, env = "CPN_MAX_CONNECTIONS", default_value_t = ingest::DEFAULT_MAX_CONNECTIONS,
           value_parser = connection_limit())]
     pub max_connections: usize,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first; with
+    /// --tls-key). Re-read when it changes: new connections get the new
+    /// certificate, open ones keep theirs.
+    #[arg(long, env = "CPN_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1,
+    /// unencrypted; with --tls-cert).
+    #[arg(long, env = "CPN_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Lowest TLS version accepted: 1.2 (OCS speaks 1.2) or 1.3. TLS 1.0
+    /// and 1.1 are never accepted.
+    #[arg(long, env = "CPN_TLS_MIN_VERSION", value_name = "VERSION", default_value = "1.2",
+          value_parser = clap::builder::ValueParser::new(str::parse::<MinTlsVersion>))]
+    pub tls_min_version: MinTlsVersion,
+    /// mTLS: CA certificates (PEM) a client certificate must chain to; a
+    /// client without one is refused at the handshake. Needs --tls-cert.
+    #[arg(
+        long,
+        env = "CPN_TLS_CLIENT_CA",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The header that carries the key: Authorization (the request sends
+    /// "Authorization: Bearer KEY") or any other name, whose whole value is
+    /// the key ("X-Api-Key: KEY").
+    #[arg(long, env = "CPN_AUTH_HEADER", value_name = "NAME", default_value = "Authorization",
+          value_parser = header_name)]
+    pub auth_header: axum::http::HeaderName,
+    /// A file of accepted keys, one per line ('#' starts a comment),
+    /// re-read when it changes: add the new key, move the clients, remove
+    /// the old one, without a restart. At least 16 characters each.
+    #[arg(long, env = "CPN_AUTH_KEYS_FILE", value_name = "FILE")]
+    pub auth_keys_file: Option<PathBuf>,
+    /// Accepted keys, comma-separated. Prefer the environment variable or
+    /// --auth-keys-file: a flag's value shows in the process list.
+    #[arg(
+        long,
+        env = "CPN_AUTH_KEYS",
+        value_name = "KEY,...",
+        hide_env_values = true
+    )]
+    pub auth_keys: Option<String>,
+    /// How often the TLS files and --auth-keys-file are checked for a
+    /// change.
+    #[arg(long, env = "CPN_RELOAD_INTERVAL_MS", default_value_t = 5_000)]
+    pub reload_interval_ms: u64,
+    /// Also listen here, plain HTTP, for /metrics, /healthz and /readyz,
+    /// none of which asks for a key there; /metrics then leaves --listen.
+    #[arg(long, env = "CPN_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Serve a non-loopback --listen with neither a key nor client
+    /// certificates: anyone who reaches it can write events into Kafka.
+    #[arg(long, env = "CPN_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+}
+
+/// Parser of `--auth-header`: an HTTP header name.
+fn header_name(s: &str) -> Result<axum::http::HeaderName, String> {
+    axum::http::HeaderName::from_bytes(s.as_bytes())
+        .map_err(|_| format!("{s:?} is not an HTTP header name"))
 }
 
 /// Runs the parsed command and returns the process exit status.
@@ -272,7 +342,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Validate(args) => validate(args).await,
         Command::Publish(args) => publish(args).await,
         Command::Generate(args) => generate(args).await,
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
     }
 }
 
@@ -511,14 +581,53 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         body_read_timeout: Duration::from_millis(args.body_read_timeout_ms),
         max_header_bytes: args.max_header_bytes,
         max_connections: args.max_connections,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsSettings {
+                cert_file: cert,
+                key_file: key,
+                min_version: args.tls_min_version,
+                client_ca_file: args.tls_client_ca,
+            }),
+        auth: {
+            let keys = args
+                .auth_keys
+                .as_deref()
+                .map(split_keys)
+                .unwrap_or_default();
+            let settings = AuthSettings {
+                header: args.auth_header,
+                keys,
+                keys_file: args.auth_keys_file,
+            };
+            settings.is_configured().then_some(settings)
+        },
+        reload_interval: Duration::from_millis(args.reload_interval_ms),
+        metrics_listen: args.metrics_listen,
+        allow_unauthenticated: args.allow_unauthenticated,
     };
-    ingest::run(config, async {
+    let served = ingest::run(config, async {
         interrupt().await;
         tracing::info!("shutdown requested");
     })
-    .await
-    .context("serving http ingest")?;
-    Ok(ExitCode::SUCCESS)
+    .await;
+    match served {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        // What the operator must change before a start can succeed: a
+        // usage error, exit 2, as clap's own.
+        Err(
+            e @ (ServeError::Config { .. }
+            | ServeError::Unprotected { .. }
+            | ServeError::Tls(_)
+            | ServeError::Auth(_)
+            | ServeError::Address { .. }),
+        ) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("serving http ingest")),
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,17 @@ pub const HTTP_REQUESTS_TOTAL: &str = "cpn_producer_http_requests_total";
 /// HTTP ingest request duration by route.
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "cpn_producer_http_request_duration_seconds";
 
+/// Ingest requests refused before their body was read, by reason: `auth`
+/// (a missing or wrong key).
+pub const INGEST_REJECTED_TOTAL: &str = "cpn_producer_ingest_rejected_total";
+/// TLS handshakes the ingest refused or that failed, by reason
+/// (`no_client_certificate`, `bad_client_certificate`, `incompatible`:
+/// no common version or cipher, `bad_message`, `timeout`, `io`, `other`).
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "cpn_producer_tls_handshake_failures_total";
+/// Reloads of changed TLS files, by result (`ok`, `error`: the previous
+/// certificate stays in use).
+pub const TLS_RELOADS_TOTAL: &str = "cpn_producer_tls_reloads_total";
+
 /// Buckets for acknowledgement and request latency: 0.5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
@@ -51,6 +62,9 @@ pub struct Metrics {
     pub(crate) ack_duration: Histogram,
     pub(crate) http_requests: IntCounterVec,
     pub(crate) http_duration: HistogramVec,
+    pub(crate) ingest_rejected: IntCounterVec,
+    pub(crate) tls_handshake_failures: IntCounterVec,
+    pub(crate) tls_reloads: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -106,6 +120,30 @@ impl Metrics {
             &["route"],
         )
         .expect(must);
+        let ingest_rejected = IntCounterVec::new(
+            Opts::new(
+                INGEST_REJECTED_TOTAL,
+                "Ingest requests refused before their body was read",
+            ),
+            &["reason"],
+        )
+        .expect(must);
+        // Present from the start (at 0), so a rate() or an alert on it has a
+        // series before the first refusal.
+        ingest_rejected.with_label_values(&["auth"]);
+        let tls_handshake_failures = IntCounterVec::new(
+            Opts::new(
+                TLS_HANDSHAKE_FAILURES_TOTAL,
+                "TLS handshakes of the ingest that failed",
+            ),
+            &["reason"],
+        )
+        .expect(must);
+        let tls_reloads = IntCounterVec::new(
+            Opts::new(TLS_RELOADS_TOTAL, "Reloads of changed TLS files"),
+            &["result"],
+        )
+        .expect(must);
         for c in [
             Box::new(published.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(published_bytes.clone()),
@@ -115,6 +153,9 @@ impl Metrics {
             Box::new(ack_duration.clone()),
             Box::new(http_requests.clone()),
             Box::new(http_duration.clone()),
+            Box::new(ingest_rejected.clone()),
+            Box::new(tls_handshake_failures.clone()),
+            Box::new(tls_reloads.clone()),
         ] {
             registry.register(c).expect(must);
         }
@@ -128,6 +169,9 @@ impl Metrics {
             ack_duration,
             http_requests,
             http_duration,
+            ingest_rejected,
+            tls_handshake_failures,
+            tls_reloads,
         }
     }
 
@@ -164,6 +208,49 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Counts one request refused for a missing or wrong key.
+    pub(crate) fn record_auth_rejected(&self) {
+        self.ingest_rejected.with_label_values(&["auth"]).inc();
+    }
+
+    /// Counts one failed TLS handshake.
+    pub(crate) fn record_handshake_failure(&self, reason: &str) {
+        self.tls_handshake_failures
+            .with_label_values(&[reason])
+            .inc();
+    }
+
+    /// Counts one reload of changed TLS files.
+    pub(crate) fn record_tls_reload(&self, ok: bool) {
+        self.tls_reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// Requests refused for a missing or wrong key so far.
+    #[must_use]
+    pub fn auth_rejected(&self) -> u64 {
+        self.ingest_rejected.with_label_values(&["auth"]).get()
+    }
+
+    /// Failed TLS handshakes so far, every reason.
+    #[must_use]
+    pub fn handshake_failures(&self) -> u64 {
+        use prometheus::core::Collector;
+        let families = self.tls_handshake_failures.collect();
+        families
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
+
+    /// Successful reloads of the TLS files so far.
+    #[must_use]
+    pub fn tls_reloads(&self) -> u64 {
+        self.tls_reloads.with_label_values(&["ok"]).get()
+    }
+
     /// The Prometheus text exposition of every metric.
     #[must_use]
     pub fn render(&self) -> String {
@@ -194,6 +281,7 @@ mod tests {
             ACK_DURATION_SECONDS,
             HTTP_REQUESTS_TOTAL,
             HTTP_REQUEST_DURATION_SECONDS,
+            INGEST_REJECTED_TOTAL,
         ] {
             assert!(name.starts_with("cpn_producer_"), "{name}");
             assert!(text.contains(name), "{name} missing from\n{text}");

@@ -191,11 +191,13 @@ func TestCIValuesRenderAndPassEveryCheck(t *testing.T) {
 
 // Values files that must not render, and what the error must say.
 var badValues = map[string]string{
-	"bad-keda-above-partitions.yaml":  "maxReplicaCount 7 is above kafka.partitions 6",
-	"bad-grace-below-deadline.yaml":   "terminationGracePeriodSeconds 20 is too short",
-	"bad-literal-secret.yaml":         "relay.config.target.auth.password holds a literal secret",
-	"bad-instance-id-deployment.yaml": "instance_id must be unique per replica",
-	"bad-unknown-value.yaml":          "'partitons' not allowed",
+	"bad-keda-above-partitions.yaml":   "maxReplicaCount 7 is above kafka.partitions 6",
+	"bad-grace-below-deadline.yaml":    "terminationGracePeriodSeconds 20 is too short",
+	"bad-literal-secret.yaml":          "relay.config.target.auth.password holds a literal secret",
+	"bad-instance-id-deployment.yaml":  "instance_id must be unique per replica",
+	"bad-unknown-value.yaml":           "'partitons' not allowed",
+	"bad-ingest-unauthenticated.yaml":  "ingest: anyone who reaches the Service could write events into Kafka",
+	"bad-ingest-mtls-without-tls.yaml": "ingest.tls.clientCaSecretName (mTLS) needs ingest.tls.secretName",
 }
 
 func TestBadValuesFailToRender(t *testing.T) {

@@ -15,6 +15,13 @@
 //! - Each connection closes through a [`LingeringClose`], so an early
 //!   answer reaches a client still writing its body.
 //!
+//! - With TLS, the handshake comes first and must end within the header
+//!   read timeout too (a client that stalls in it is cut off); a failed
+//!   handshake is counted by reason and logged at DEBUG (a port scanner or
+//!   a client without a certificate is not an operator's concern, the
+//!   metric is). New handshakes use the configuration in force when they
+//!   start ([`TlsState`], replaced on reload).
+//!
 //! On shutdown: stop accepting (close the listener), let every connection
 //! finish its request in flight, then return. Not here: routes, the body
 //! limit and the body read timeout (`routes`).
@@ -29,13 +36,16 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use super::linger::{LingerBounds, LingeringClose};
+use super::tls::{TlsState, handshake_failure_reason};
+use crate::metrics::Metrics;
 
 /// Largest read buffer of one connection unless the header bound needs more:
 /// 64 KiB (hyper's default is ~400 KiB), which bounds the memory of a
@@ -72,12 +82,22 @@ impl ConnectionLimits {
     }
 }
 
-/// Serves `router` on `listener` within `limits` until `shutdown`
-/// resolves, then stops accepting and waits for every connection to finish.
+/// TLS on a listener: the configuration and where handshake failures are
+/// counted.
+#[derive(Debug, Clone)]
+pub(crate) struct TlsAccept {
+    pub(crate) state: TlsState,
+    pub(crate) metrics: Metrics,
+}
+
+/// Serves `router` on `listener` within `limits` (over TLS when `tls` is
+/// set) until `shutdown` resolves, then stops accepting and waits for every
+/// connection to finish.
 pub(crate) async fn serve<F>(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAccept>,
     shutdown: F,
 ) where
     F: Future<Output = ()>,
@@ -118,9 +138,35 @@ pub(crate) async fn serve<F>(
         let http = http.clone();
         let service = TowerToHyperService::new(router.clone());
         let stop = stop.clone();
-        let linger = limits.linger;
+        let stream = LingeringClose::new(stream, limits.linger);
+        let handshake_timeout = limits.header_read_timeout;
+        let tls = tls.clone();
         connections.spawn(async move {
-            serve_connection(&http, stream, peer, service, linger, &stop).await;
+            match tls {
+                None => serve_connection(&http, stream, peer, service, &stop).await,
+                Some(tls) => {
+                    let acceptor = tls.state.acceptor();
+                    let handshake = tokio::select! {
+                        // Shutdown during a handshake: nothing was asked yet.
+                        () = stop.cancelled() => return,
+                        h = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)) => h,
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => {
+                            serve_connection(&http, stream, peer, service, &stop).await;
+                        }
+                        Ok(Err(e)) => {
+                            let reason = handshake_failure_reason(&e);
+                            tls.metrics.record_handshake_failure(reason);
+                            debug!(%peer, reason, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            tls.metrics.record_handshake_failure("timeout");
+                            debug!(%peer, "TLS handshake not done within the header read timeout");
+                        }
+                    }
+                }
+            }
             drop(slot);
         });
     }
@@ -133,15 +179,16 @@ pub(crate) async fn serve<F>(
 
 /// Serves one connection until it closes, or finishes its request in
 /// flight once `stop` is cancelled.
-async fn serve_connection(
+async fn serve_connection<S>(
     http: &http1::Builder,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     service: TowerToHyperService<Router>,
-    linger: LingerBounds,
     stop: &CancellationToken,
-) {
-    let io = TokioIo::new(LingeringClose::new(stream, linger));
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(stream);
     let mut conn = pin!(http.serve_connection(io, service));
     let ended = tokio::select! {
         ended = conn.as_mut() => ended,

@@ -7,13 +7,20 @@
 //!   them (`Content-Type: application/json`, `ETag: <GUID>`). 200 with the
 //!   partition and offset once Kafka acknowledged it.
 //! - `POST /v1/contact-processed/batch` — NDJSON; a per-line report.
-//! - `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics` (on its own listener
+//!   with `metrics_listen`).
+//!
+//! Facing the network: native TLS with reload ([`tls`]), header keys OCS
+//! can send ([`auth`]), client certificates (mTLS). With neither keys nor
+//! client certificates, only a loopback address is served unless
+//! `allow_unauthenticated` says otherwise ([`ServeError::Unprotected`]).
+//! `/healthz` and `/readyz` never ask for a key (probes); `/metrics` does
+//! on the main listener, and not on a separate `metrics_listen`.
 //!
 //! Status codes are chosen in [`response`] only. The server takes its
 //! shutdown as a future ([`Server::run`]): on it, the listener stops
 //! accepting, requests in flight finish (each bounded by `ack_timeout`), and
-//! the producer is flushed. Not here: TLS and authentication (terminate them
-//! in front, as OCS deployments do with a proxy).
+//! the producer is flushed.
 //!
 //! Bad input costs at most its bound: [`accept`] caps connections, the
 //! time to send a request head and the head's size; [`routes`] caps the
@@ -23,11 +30,13 @@
 //! buffer).
 
 pub mod accept;
+pub mod auth;
 pub mod content_type;
 pub mod linger;
 pub mod ready;
 pub mod response;
 mod routes;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -37,13 +46,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tracing::info;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use crate::config::PublisherConfig;
 use crate::publisher::{FlushError, Publisher, PublisherError};
-use accept::ConnectionLimits;
+use accept::{ConnectionLimits, TlsAccept};
+use auth::{Auth, AuthError, AuthSettings};
 use linger::LingerBounds;
 use ready::Readiness;
+use tls::{Tls, TlsError, TlsSettings};
 
 /// Default `--max-body-bytes`: 1 MiB, far above a ~1.3 KB event and within
 /// Kafka's default record size.
@@ -99,6 +111,20 @@ pub struct ServeConfig {
     pub max_header_bytes: usize,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Native TLS (certificate, key, floor, client CA for mTLS); `None`:
+    /// plain HTTP.
+    pub tls: Option<TlsSettings>,
+    /// Keys a request must carry in a header; `None`: none asked.
+    pub auth: Option<AuthSettings>,
+    /// How often the TLS files and the keys file are checked for a change.
+    pub reload_interval: Duration,
+    /// A separate plain-HTTP listener for `/metrics`, `/healthz` and
+    /// `/readyz`, none of which asks for a key there; `/metrics` then
+    /// leaves the main listener.
+    pub metrics_listen: Option<String>,
+    /// Serve a non-loopback address with neither keys nor client
+    /// certificates (`--allow-unauthenticated`).
+    pub allow_unauthenticated: bool,
 }
 
 impl ServeConfig {
@@ -116,7 +142,23 @@ impl ServeConfig {
             body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
+            auth: None,
+            reload_interval: tls::DEFAULT_RELOAD_INTERVAL,
+            metrics_listen: None,
+            allow_unauthenticated: false,
         }
+    }
+
+    /// Whether a client must prove who it is: a header key or a client
+    /// certificate.
+    #[must_use]
+    pub fn authenticates(&self) -> bool {
+        self.auth.as_ref().is_some_and(AuthSettings::is_configured)
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_ca_file.is_some())
     }
 
     /// Checks every bound once, before anything is created.
@@ -143,6 +185,9 @@ impl ServeConfig {
         if self.max_connections == 0 {
             return too_small("max-connections", 1);
         }
+        if self.reload_interval.is_zero() {
+            return too_small("reload-interval-ms", 1);
+        }
         Ok(())
     }
 
@@ -166,6 +211,33 @@ pub enum ServeError {
         option: &'static str,
         /// Its smallest value.
         min: u64,
+    },
+    /// A non-loopback address with neither keys nor client certificates,
+    /// and `allow_unauthenticated` not set.
+    #[error(
+        "refusing to serve {addr} without authentication: anyone who can reach it could \
+         write events into Kafka. Require a key (--auth-keys-file FILE or CPN_AUTH_KEYS, sent \
+         in the --auth-header header) or a client certificate (--tls-client-ca with --tls-cert \
+         and --tls-key), or pass --allow-unauthenticated for a network you trust; a loopback \
+         --listen (127.0.0.1:PORT) needs neither"
+    )]
+    Unprotected {
+        /// The address asked for.
+        addr: String,
+    },
+    /// The TLS files do not load.
+    #[error(transparent)]
+    Tls(TlsError),
+    /// The keys are unusable.
+    #[error(transparent)]
+    Auth(AuthError),
+    /// The listen address does not resolve.
+    #[error("listen {addr}: {problem}")]
+    Address {
+        /// The address asked for.
+        addr: String,
+        /// Why it does not resolve.
+        problem: String,
     },
     /// The Kafka producer could not be built.
     #[error("could not create the kafka producer")]
@@ -193,32 +265,81 @@ pub(crate) struct App {
     pub(crate) ack_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
     pub(crate) retry_after_secs: u64,
+    pub(crate) auth: Option<Auth>,
 }
 
 /// A bound, not yet running, ingest server.
 #[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     app: Arc<App>,
+    tls: Option<Tls>,
     limits: ConnectionLimits,
     shutdown_timeout: Duration,
+    reload_interval: Duration,
+}
+
+/// Whether every address `listen` resolves to is a loopback one.
+async fn is_loopback(listen: &str) -> Result<bool, ServeError> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .map_err(|e| ServeError::Address {
+            addr: listen.to_owned(),
+            problem: e.to_string(),
+        })?
+        .collect();
+    Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+}
+
+async fn bind_to(addr: &str) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 impl Server {
-    /// Creates the producer and binds the listener; serves nothing yet.
+    /// Loads the TLS files and keys, checks the address may be served,
+    /// creates the producer and binds the listeners; serves nothing yet.
     ///
     /// # Errors
-    /// [`ServeError`] for a bad configuration or an address in use.
+    /// [`ServeError`] for a bad configuration, TLS files or keys that do
+    /// not load, an unprotected non-loopback address, or an address in use.
     pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
         config.validate()?;
-        let publisher = Publisher::new(&config.publisher).map_err(ServeError::Publisher)?;
-        let listener =
-            TcpListener::bind(&config.listen)
-                .await
-                .map_err(|source| ServeError::Bind {
+        if !config.authenticates() && !is_loopback(&config.listen).await? {
+            if !config.allow_unauthenticated {
+                return Err(ServeError::Unprotected {
                     addr: config.listen.clone(),
-                    source,
-                })?;
+                });
+            }
+            warn!(
+                listen = %config.listen,
+                "serving without authentication (--allow-unauthenticated): anyone who can reach this address can write events into Kafka"
+            );
+        }
+        let tls = config
+            .tls
+            .clone()
+            .map(Tls::load)
+            .transpose()
+            .map_err(ServeError::Tls)?;
+        let auth = config
+            .auth
+            .as_ref()
+            .filter(|a| a.is_configured())
+            .map(Auth::load)
+            .transpose()
+            .map_err(ServeError::Auth)?;
+        let publisher = Publisher::new(&config.publisher).map_err(ServeError::Publisher)?;
+        let listener = bind_to(&config.listen).await?;
+        let metrics_listener = match &config.metrics_listen {
+            Some(addr) => Some(bind_to(addr).await?),
+            None => None,
+        };
         let app = Arc::new(App {
             readiness: Readiness::new(publisher.clone()),
             publisher,
@@ -226,13 +347,28 @@ impl Server {
             ack_timeout: config.ack_timeout,
             body_read_timeout: config.body_read_timeout,
             retry_after_secs: config.retry_after_secs,
+            auth,
         });
         Ok(Self {
             listener,
+            metrics_listener,
             app,
+            tls,
             limits: config.connection_limits(),
             shutdown_timeout: config.shutdown_timeout,
+            reload_interval: config.reload_interval,
         })
+    }
+
+    /// The address of the separate metrics listener, when there is one.
+    ///
+    /// # Errors
+    /// The OS error, if the socket cannot report it.
+    pub fn metrics_addr(&self) -> std::io::Result<Option<SocketAddr>> {
+        self.metrics_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
     }
 
     /// The address actually bound (useful with port 0).
@@ -259,18 +395,69 @@ impl Server {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let router = router(Arc::clone(&self.app));
         let addr = self.local_addr().ok();
+        let metrics_addr = self.metrics_addr().ok().flatten();
+        let Server {
+            listener,
+            metrics_listener,
+            app,
+            tls,
+            limits,
+            shutdown_timeout,
+            reload_interval,
+        } = self;
+        let router = router(Arc::clone(&app), metrics_addr.is_none());
         info!(
             ?addr,
-            topic = self.app.publisher.topic(),
+            ?metrics_addr,
+            topic = app.publisher.topic(),
+            tls = tls.is_some(),
+            keys = app.auth.is_some(),
             "ingest server listening"
         );
-        accept::serve(self.listener, router, self.limits, shutdown).await;
+        let stop = CancellationToken::new();
+        let watchers = CancellationToken::new();
+        let metrics = app.publisher.metrics().clone();
+        let tls = tls.map(|tls| {
+            let accept = TlsAccept {
+                state: tls.state(),
+                metrics: metrics.clone(),
+            };
+            tokio::spawn(tls.watch(reload_interval, metrics, watchers.clone()));
+            accept
+        });
+        if let Some(auth) = &app.auth {
+            tokio::spawn(auth.clone().watch(reload_interval, watchers.clone()));
+        }
+        let main = accept::serve(
+            listener,
+            router,
+            limits,
+            tls,
+            stop.clone().cancelled_owned(),
+        );
+        let side = async {
+            if let Some(listener) = metrics_listener {
+                let router = metrics_router(Arc::clone(&app));
+                accept::serve(
+                    listener,
+                    router,
+                    limits,
+                    None,
+                    stop.clone().cancelled_owned(),
+                )
+                .await;
+            }
+        };
+        let signal = async {
+            shutdown.await;
+            stop.cancel();
+        };
+        tokio::join!(signal, main, side);
+        watchers.cancel();
         info!("ingest server stopped accepting; flushing the producer");
-        self.app
-            .publisher
-            .flush(self.shutdown_timeout)
+        app.publisher
+            .flush(shutdown_timeout)
             .await
             .map_err(ServeError::Flush)?;
         info!("ingest server stopped");
@@ -289,17 +476,36 @@ where
     Server::bind(config).await?.run(shutdown).await
 }
 
-fn router(app: Arc<App>) -> Router {
-    Router::new()
+/// The main listener's routes: the API (and `/metrics` unless it has its
+/// own listener) behind the key check, the probes open.
+fn router(app: Arc<App>, with_metrics: bool) -> Router {
+    let mut keyed = Router::new()
         .route(SINGLE_ROUTE, post(routes::single))
-        .route(BATCH_ROUTE, post(routes::batch))
+        .route(BATCH_ROUTE, post(routes::batch));
+    if with_metrics {
+        keyed = keyed.route("/metrics", get(routes::metrics));
+    }
+    let keyed = keyed.route_layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&app),
+        routes::authenticate,
+    ));
+    Router::new()
         .route("/healthz", get(routes::healthz))
         .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
+        .merge(keyed)
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&app),
             routes::track,
         ))
+        .with_state(app)
+}
+
+/// The separate metrics listener's routes: metrics and the probes, no key.
+fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/healthz", get(routes::healthz))
+        .route("/readyz", get(routes::readyz))
+        .route("/metrics", get(routes::metrics))
         .with_state(app)
 }
 
@@ -319,7 +525,7 @@ mod tests {
     #[test]
     fn every_bound_below_its_minimum_is_refused_naming_the_option() {
         type Break = fn(&mut ServeConfig);
-        let cases: [(&str, Break); 6] = [
+        let cases: [(&str, Break); 7] = [
             ("max-body-bytes: must be at least 1", |c| {
                 c.max_body_bytes = 0
             }),
@@ -337,6 +543,9 @@ mod tests {
             }),
             ("max-connections: must be at least 1", |c| {
                 c.max_connections = 0
+            }),
+            ("reload-interval-ms: must be at least 1", |c| {
+                c.reload_interval = Duration::ZERO
             }),
         ];
         for (expected, break_it) in cases {

@@ -10,6 +10,7 @@
 //! | event larger than Kafka takes | 413, [`ErrorBody`] |
 //! | `Content-Type` not JSON / NDJSON in UTF-8 | 415, [`ErrorBody`] |
 //! | Kafka did not acknowledge within `--ack-timeout-ms` | 503 + `Retry-After`, [`ErrorBody`] / [`BatchReport`] |
+//! | the key header missing or wrong (`--auth-header`) | 401 + `WWW-Authenticate` (for `Authorization`) + `Connection: close`, [`ErrorBody`] |
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -146,6 +147,16 @@ pub enum IngestError {
     BodyTimeout,
     /// 400: the event is invalid.
     Invalid(Vec<Problem>),
+    /// 401: the key header is missing or holds no accepted key. The body
+    /// is never read; the connection is closed after the answer.
+    Unauthorized {
+        /// The header's name as configured.
+        header: String,
+        /// Absent (or sent twice) rather than wrong.
+        missing: bool,
+        /// The `WWW-Authenticate` challenge, when the header has a scheme.
+        challenge: Option<HeaderValue>,
+    },
     /// 503: Kafka did not acknowledge in time.
     Unavailable {
         /// Why.
@@ -166,6 +177,7 @@ impl IngestError {
             }
             IngestError::BodyRead(_) | IngestError::Invalid(_) => StatusCode::BAD_REQUEST,
             IngestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            IngestError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             IngestError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -199,6 +211,20 @@ impl IngestError {
                 )],
             ),
             IngestError::Invalid(problems) => ("invalid event".to_owned(), problems),
+            // Says which header, never what it held.
+            IngestError::Unauthorized {
+                header, missing, ..
+            } => (
+                "unauthorized".to_owned(),
+                vec![Problem::new(
+                    header,
+                    if missing {
+                        "missing: send the key in this header (once)"
+                    } else {
+                        "not an accepted key"
+                    },
+                )],
+            ),
             IngestError::Unavailable { reason, .. } => (
                 "kafka did not acknowledge the event; retry later with the same GUID".to_owned(),
                 vec![Problem::new("(kafka)", reason)],
@@ -235,13 +261,22 @@ impl IntoResponse for IngestError {
         // connection.
         let close = matches!(
             self,
-            IngestError::BodyTimeout | IngestError::BodyTooLarge { .. }
+            IngestError::BodyTimeout
+                | IngestError::BodyTooLarge { .. }
+                | IngestError::Unauthorized { .. }
         );
+        let challenge = match &self {
+            IngestError::Unauthorized { challenge, .. } => challenge.clone(),
+            _ => None,
+        };
         let mut response = (status, Json(self.body())).into_response();
         if close {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let Some(c) = challenge {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
         match retry_after {
             Some(secs) => with_retry_after(response, secs),
@@ -290,6 +325,18 @@ mod tests {
             IngestError::Invalid(vec![]).status(),
             StatusCode::BAD_REQUEST
         );
+        let r = IngestError::Unauthorized {
+            header: "Authorization".into(),
+            missing: true,
+            challenge: Some(HeaderValue::from_static("Bearer realm=\"cpn-producer\"")),
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            r.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"cpn-producer\""
+        );
+        assert_eq!(r.headers()[header::CONNECTION], "close");
         let r = IngestError::BodyTimeout.into_response();
         assert_eq!(r.status(), StatusCode::REQUEST_TIMEOUT);
         assert_eq!(r.headers()[header::CONNECTION], "close");

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tracing::{Span, debug, instrument, warn};
 
 use super::App;
+use super::auth::Verdict;
 use super::content_type::{self, BodyKind};
 use super::response::{
     Accepted, BatchReport, IngestError, LineResult, LineStatus, ProblemBody, with_retry_after,
@@ -342,6 +343,48 @@ pub(crate) async fn metrics(State(app): State<Arc<App>>) -> Response {
         .into_response()
 }
 
+/// Refuses a request without an accepted key (401) before its body is
+/// read, when keys are configured; passes every request otherwise.
+pub(crate) async fn authenticate(
+    State(app): State<Arc<App>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = &app.auth else {
+        return next.run(request).await;
+    };
+    let verdict = auth.verdict(request.headers());
+    if verdict == Verdict::Pass {
+        return next.run(request).await;
+    }
+    app.publisher.metrics().record_auth_rejected();
+    // Which header and whether it was there; never what it held.
+    debug!(
+        header = %auth.header(),
+        missing = verdict == Verdict::Missing,
+        "request refused: no accepted key"
+    );
+    IngestError::Unauthorized {
+        header: title_case(auth.header().as_str()),
+        missing: verdict == Verdict::Missing,
+        challenge: auth.challenge(verdict),
+    }
+    .into_response()
+}
+
+/// `x-api-key` → `X-Api-Key`, for messages.
+fn title_case(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut c = part.chars();
+            c.next().map_or_else(String::new, |first| {
+                first.to_ascii_uppercase().to_string() + c.as_str()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
 /// Counts every routed request by route template and status.
 pub(crate) async fn track(
     State(app): State<Arc<App>>,
@@ -381,5 +424,11 @@ mod tests {
         h.insert(header::ETAG, HeaderValue::from_static("\"abc\""));
         assert!(etag_guid(&h).is_none());
         assert!(etag_guid(&HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn header_names_are_shown_title_cased() {
+        assert_eq!(title_case("authorization"), "Authorization");
+        assert_eq!(title_case("x-api-key"), "X-Api-Key");
     }
 }
