@@ -310,9 +310,10 @@ pub struct ServeArgs {
         long,
         env = "CPN_AUTH_KEYS",
         value_name = "KEY,...",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = hidden_keys
     )]
-    pub auth_keys: Option<String>,
+    pub auth_keys: Option<HiddenKeys>,
     /// How often the TLS files and --auth-keys-file are checked for a
     /// change.
     #[arg(long, env = "CPN_RELOAD_INTERVAL_MS", default_value_t = 5_000)]
@@ -325,6 +326,21 @@ pub struct ServeArgs {
     /// certificates: anyone who reaches it can write events into Kafka.
     #[arg(long, env = "CPN_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
+}
+
+/// The value of `--auth-keys`: never shown by `Debug`.
+#[derive(Clone)]
+pub struct HiddenKeys(String);
+
+impl std::fmt::Debug for HiddenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Parser of `--auth-keys`.
+fn hidden_keys(s: &str) -> Result<HiddenKeys, String> {
+    Ok(HiddenKeys(s.to_owned()))
 }
 
 /// Parser of `--auth-header`: an HTTP header name.
@@ -570,6 +586,16 @@ async fn generate(args: GenerateArgs) -> Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let keys = args.auth_keys.as_ref().map(|k| split_keys(&k.0));
+    if keys.as_ref().is_some_and(Vec::is_empty) {
+        // Set but empty (a blank Secret): refusing beats serving without
+        // the keys the operator meant to require.
+        eprintln!(
+            "error: CPN_AUTH_KEYS (--auth-keys) holds no key: give one or more, \
+             comma-separated, of 16 characters or more"
+        );
+        return Ok(ExitCode::from(2));
+    }
     let config = ServeConfig {
         publisher: args.tuning.config(&args.target),
         listen: args.listen,
@@ -591,14 +617,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
                 client_ca_file: args.tls_client_ca,
             }),
         auth: {
-            let keys = args
-                .auth_keys
-                .as_deref()
-                .map(split_keys)
-                .unwrap_or_default();
             let settings = AuthSettings {
                 header: args.auth_header,
-                keys,
+                keys: keys.unwrap_or_default(),
                 keys_file: args.auth_keys_file,
             };
             settings.is_configured().then_some(settings)

@@ -42,6 +42,10 @@ pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "cpn_producer_tls_handshake_failu
 /// certificate stays in use).
 pub const TLS_RELOADS_TOTAL: &str = "cpn_producer_tls_reloads_total";
 
+/// Reloads of a changed `--auth-keys-file`, by result (`ok`, `error`: no
+/// usable key in it, the previous keys stay).
+pub const AUTH_RELOADS_TOTAL: &str = "cpn_producer_auth_reloads_total";
+
 /// Buckets for acknowledgement and request latency: 0.5 ms to 30 s.
 const LATENCY_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
@@ -65,6 +69,7 @@ pub struct Metrics {
     pub(crate) ingest_rejected: IntCounterVec,
     pub(crate) tls_handshake_failures: IntCounterVec,
     pub(crate) tls_reloads: IntCounterVec,
+    pub(crate) auth_reloads: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -144,6 +149,11 @@ impl Metrics {
             &["result"],
         )
         .expect(must);
+        let auth_reloads = IntCounterVec::new(
+            Opts::new(AUTH_RELOADS_TOTAL, "Reloads of a changed keys file"),
+            &["result"],
+        )
+        .expect(must);
         for c in [
             Box::new(published.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(published_bytes.clone()),
@@ -156,6 +166,7 @@ impl Metrics {
             Box::new(ingest_rejected.clone()),
             Box::new(tls_handshake_failures.clone()),
             Box::new(tls_reloads.clone()),
+            Box::new(auth_reloads.clone()),
         ] {
             registry.register(c).expect(must);
         }
@@ -172,6 +183,7 @@ impl Metrics {
             ingest_rejected,
             tls_handshake_failures,
             tls_reloads,
+            auth_reloads,
         }
     }
 
@@ -223,6 +235,13 @@ impl Metrics {
     /// Counts one reload of changed TLS files.
     pub(crate) fn record_tls_reload(&self, ok: bool) {
         self.tls_reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// Counts one reload of a changed keys file.
+    pub(crate) fn record_auth_reload(&self, ok: bool) {
+        self.auth_reloads
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
     }

@@ -14,8 +14,12 @@
 //! comparison's time nor its length reveals how much of a key was right.
 //! A key never appears in a log line, a metric or an error body. Keys from a
 //! file (one per line, `#` comments and blank lines skipped) are re-read
-//! when the file changes, so rotation needs no restart; a file that changes
-//! into one with no usable key keeps the previous keys (WARN).
+//! when the file changes, so rotation needs no restart. At start every line
+//! must be a usable key. On a reload an unusable line (too short, a space)
+//! is skipped with a WARN naming its line, and the file's other keys
+//! replace the old ones, so withdrawing a key always takes effect; a file
+//! that changes into one with no usable key at all (empty mid-write) keeps
+//! the previous keys. Each reload is counted by result.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,6 +31,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+use crate::metrics::Metrics;
 
 /// Shortest key accepted: 16 characters. Shorter keys are guessable; make
 /// one with `openssl rand -hex 32`.
@@ -137,27 +143,44 @@ fn check_key(key: &str, at: impl FnOnce() -> String) -> Result<[u8; 32], AuthErr
     Ok(digest(key.as_bytes()))
 }
 
-/// Reads the keys file: (digests, digest of the whole file).
+/// Reads the keys file: (digests, digest of the whole file); every line
+/// must be a usable key.
 fn read_file(path: &Path) -> Result<(Vec<[u8; 32]>, [u8; 32]), AuthError> {
+    let (keys, bad, d) = read_file_lenient(path)?;
+    if let Some(e) = bad.into_iter().next() {
+        return Err(e);
+    }
+    Ok((keys, d))
+}
+
+/// Reads the keys file: (usable keys' digests, the unusable lines' problems,
+/// digest of the whole file). No usable key at all is an error.
+#[allow(clippy::type_complexity)] // three plain results, named in the doc
+fn read_file_lenient(path: &Path) -> Result<(Vec<[u8; 32]>, Vec<AuthError>, [u8; 32]), AuthError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| AuthError::Unreadable {
         path: shown.clone(),
         reason: e.to_string(),
     })?;
     let mut keys = Vec::new();
+    let mut bad = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let key = line.trim();
         if key.is_empty() || key.starts_with('#') {
             continue;
         }
-        keys.push(check_key(key, || {
-            format!("auth-keys-file {shown} line {}", n + 1)
-        })?);
+        match check_key(key, || format!("auth-keys-file {shown} line {}", n + 1)) {
+            Ok(d) => keys.push(d),
+            Err(e) => bad.push(e),
+        }
     }
     if keys.is_empty() {
-        return Err(AuthError::NoKeys(format!("auth-keys-file {shown}")));
+        return Err(bad
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| AuthError::NoKeys(format!("auth-keys-file {shown}"))));
     }
-    Ok((keys, digest(text.as_bytes())))
+    Ok((keys, bad, digest(text.as_bytes())))
 }
 
 /// Whether a request may pass, and the refusal when not.
@@ -276,7 +299,7 @@ impl Auth {
 
     /// Re-reads the keys file every `interval` until `stop`, replacing the
     /// file's keys when it changed into a usable list.
-    pub(crate) async fn watch(self, interval: Duration, stop: CancellationToken) {
+    pub(crate) async fn watch(self, interval: Duration, metrics: Metrics, stop: CancellationToken) {
         let Some(path) = self.file.clone() else {
             return;
         };
@@ -287,12 +310,25 @@ impl Auth {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            let seen = std::fs::read(&path).map(|b| digest(&b));
-            if seen.as_ref().ok() == loaded.as_ref() {
+            // Off the runtime's threads: a hung mount must not stall them.
+            let p = path.clone();
+            let Ok(read) = tokio::task::spawn_blocking(move || {
+                let seen = std::fs::read(&p).map(|b| digest(&b)).ok();
+                (seen, read_file_lenient(&p))
+            })
+            .await
+            else {
+                continue;
+            };
+            let (seen, parsed) = read;
+            if seen.is_some() && seen == loaded {
                 continue;
             }
-            match read_file(&path) {
-                Ok((keys, d)) => {
+            match parsed {
+                Ok((keys, bad, d)) => {
+                    if Some(d) == loaded {
+                        continue;
+                    }
                     let n = keys.len();
                     *self
                         .from_file
@@ -300,11 +336,16 @@ impl Auth {
                         .unwrap_or_else(PoisonError::into_inner) = KeySet(keys);
                     loaded = Some(d);
                     reported = None;
-                    info!(file = %path.display(), keys = n, "auth keys file changed: keys replaced");
+                    metrics.record_auth_reload(true);
+                    for e in &bad {
+                        warn!(error = %e, "auth keys file: line skipped");
+                    }
+                    info!(file = %path.display(), keys = n, skipped = bad.len(), "auth keys file changed: keys replaced");
                 }
                 Err(e) => {
                     if reported.as_ref() != Some(&e) {
-                        warn!(error = %e, "auth keys file changed but is not usable; the keys loaded before stay in force");
+                        metrics.record_auth_reload(false);
+                        warn!(error = %e, "auth keys file changed but holds no usable key; the keys loaded before stay in force");
                         reported = Some(e);
                     }
                 }

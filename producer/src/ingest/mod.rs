@@ -80,6 +80,9 @@ pub const MIN_MAX_HEADER_BYTES: usize = 1024;
 /// Default `--max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
+/// Smallest `--reload-interval-ms`: the files are read and hashed each time.
+pub const MIN_RELOAD_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Route of the single-event endpoint.
 pub const SINGLE_ROUTE: &str = "/v1/contact-processed";
 /// Route of the batch endpoint.
@@ -185,8 +188,8 @@ impl ServeConfig {
         if self.max_connections == 0 {
             return too_small("max-connections", 1);
         }
-        if self.reload_interval.is_zero() {
-            return too_small("reload-interval-ms", 1);
+        if self.reload_interval < MIN_RELOAD_INTERVAL {
+            return too_small("reload-interval-ms", MIN_RELOAD_INTERVAL.as_millis() as u64);
         }
         Ok(())
     }
@@ -280,8 +283,9 @@ pub struct Server {
     reload_interval: Duration,
 }
 
-/// Whether every address `listen` resolves to is a loopback one.
-async fn is_loopback(listen: &str) -> Result<bool, ServeError> {
+/// The addresses `listen` resolves to, resolved once: what is checked for
+/// loopback is what is bound.
+async fn resolve(listen: &str) -> Result<Vec<SocketAddr>, ServeError> {
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(listen)
         .await
         .map_err(|e| ServeError::Address {
@@ -289,14 +293,20 @@ async fn is_loopback(listen: &str) -> Result<bool, ServeError> {
             problem: e.to_string(),
         })?
         .collect();
-    Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+    if addrs.is_empty() {
+        return Err(ServeError::Address {
+            addr: listen.to_owned(),
+            problem: "resolves to no address".to_owned(),
+        });
+    }
+    Ok(addrs)
 }
 
-async fn bind_to(addr: &str) -> Result<TcpListener, ServeError> {
-    TcpListener::bind(addr)
+async fn bind_to(shown: &str, addrs: &[SocketAddr]) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addrs)
         .await
         .map_err(|source| ServeError::Bind {
-            addr: addr.to_owned(),
+            addr: shown.to_owned(),
             source,
         })
 }
@@ -310,7 +320,9 @@ impl Server {
     /// not load, an unprotected non-loopback address, or an address in use.
     pub async fn bind(config: ServeConfig) -> Result<Self, ServeError> {
         config.validate()?;
-        if !config.authenticates() && !is_loopback(&config.listen).await? {
+        let addrs = resolve(&config.listen).await?;
+        let loopback = addrs.iter().all(|a| a.ip().is_loopback());
+        if !config.authenticates() && !loopback {
             if !config.allow_unauthenticated {
                 return Err(ServeError::Unprotected {
                     addr: config.listen.clone(),
@@ -335,9 +347,9 @@ impl Server {
             .transpose()
             .map_err(ServeError::Auth)?;
         let publisher = Publisher::new(&config.publisher).map_err(ServeError::Publisher)?;
-        let listener = bind_to(&config.listen).await?;
+        let listener = bind_to(&config.listen, &addrs).await?;
         let metrics_listener = match &config.metrics_listen {
-            Some(addr) => Some(bind_to(addr).await?),
+            Some(addr) => Some(bind_to(addr, &resolve(addr).await?).await?),
             None => None,
         };
         let app = Arc::new(App {
@@ -427,7 +439,11 @@ impl Server {
             accept
         });
         if let Some(auth) = &app.auth {
-            tokio::spawn(auth.clone().watch(reload_interval, watchers.clone()));
+            tokio::spawn(auth.clone().watch(
+                reload_interval,
+                app.publisher.metrics().clone(),
+                watchers.clone(),
+            ));
         }
         let main = accept::serve(
             listener,
@@ -544,8 +560,8 @@ mod tests {
             ("max-connections: must be at least 1", |c| {
                 c.max_connections = 0
             }),
-            ("reload-interval-ms: must be at least 1", |c| {
-                c.reload_interval = Duration::ZERO
+            ("reload-interval-ms: must be at least 100", |c| {
+                c.reload_interval = Duration::from_millis(99)
             }),
         ];
         for (expected, break_it) in cases {

@@ -168,7 +168,8 @@ fn pem_problem(e: &rustls::pki_types::pem::Error) -> String {
     use rustls::pki_types::pem::Error;
     match e {
         Error::NoItemsFound => "no PEM item of the expected kind in the file".to_owned(),
-        other => format!("not valid PEM: {other:?}"),
+        // Not the error's Debug: some variants carry bytes of the file.
+        _ => "not valid PEM".to_owned(),
     }
 }
 
@@ -333,7 +334,12 @@ impl Tls {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            let files = match Files::read(&settings) {
+            // Off the runtime's threads: a hung mount must not stall them.
+            let s = settings.clone();
+            let Ok(read) = tokio::task::spawn_blocking(move || Files::read(&s)).await else {
+                continue;
+            };
+            let files = match read {
                 Ok(f) => {
                     unreadable = None;
                     f
