@@ -49,7 +49,7 @@ struct RunArgs {
     #[arg(long, short = 'c', env = "CPN_RELAY_CONFIG")]
     config: Option<String>,
     /// Kafka bootstrap servers [config: kafka.brokers, env CPN_KAFKA_BROKERS].
-    #[arg(long)]
+    #[arg(long, short = 'b')]
     brokers: Option<String>,
     /// Topic of ContactProcessed events [kafka.topic, CPN_KAFKA_TOPIC].
     #[arg(long)]
@@ -106,8 +106,7 @@ impl RunArgs {
 }
 
 fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rdkafka=warn"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -115,6 +114,27 @@ fn init_logging(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// The log filter: `RUST_LOG` (default `info,rdkafka=warn`), with the
+/// platform certificate verifier silenced unless `RUST_LOG` names it: it
+/// logs an ERROR for every refused certificate, once per attempt, where
+/// cpn logs one WARN with the reason (`target::client`).
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(log_spec(rust_log))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log_spec(None)))
+}
+
+/// The directives of [`log_filter`].
+fn log_spec(rust_log: Option<&str>) -> String {
+    let spec = rust_log
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or("info,rdkafka=warn");
+    if spec.contains("rustls_platform_verifier") {
+        spec.to_owned()
+    } else {
+        format!("{spec},rustls_platform_verifier=off")
     }
 }
 
@@ -149,6 +169,15 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {
+                // What run would refuse at start, found without the network.
+                let offline = cpn_relay::target::client::offline_problems(&config.target);
+                if !offline.is_empty() {
+                    eprintln!("invalid configuration:");
+                    for p in offline {
+                        eprintln!("  {p}");
+                    }
+                    return Ok(ExitCode::from(1));
+                }
                 for w in config.warnings() {
                     eprintln!("warning: {w}");
                 }
@@ -172,5 +201,32 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_certificate_verifier_is_silenced_unless_rust_log_names_it() {
+        assert_eq!(
+            log_spec(None),
+            "info,rdkafka=warn,rustls_platform_verifier=off"
+        );
+        assert_eq!(
+            log_spec(Some(" ")),
+            "info,rdkafka=warn,rustls_platform_verifier=off"
+        );
+        assert_eq!(
+            log_spec(Some("debug")),
+            "debug,rustls_platform_verifier=off"
+        );
+        assert_eq!(
+            log_spec(Some("info,rustls_platform_verifier=debug")),
+            "info,rustls_platform_verifier=debug"
+        );
+        // An invalid RUST_LOG falls back to the default rather than failing.
+        let _ = log_filter(Some("=[bad"));
     }
 }

@@ -132,3 +132,46 @@ fn the_mock_crm_is_no_longer_a_relay_subcommand() {
     let err = String::from_utf8(old.stderr).unwrap();
     assert!(err.contains("cpn-mock-crm"), "{err}");
 }
+
+#[test]
+fn check_config_refuses_what_run_would_refuse_without_the_network() {
+    let p = write(
+        "unreadable-secret.toml",
+        "[target]\nurl = \"https://crm.example/hook\"\n[target.auth]\nkind = \"oauth2\"\n\
+         token_url = \"https://idp.example/token\"\nclient_id = \"relay\"\n\
+         client_secret = { file = \"/nonexistent/secret\" }\n",
+    );
+    let out = relay()
+        .args(["check-config", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("target.auth.client_secret") && err.contains("/nonexistent/secret"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_redacts_what_librdkafka_marks_sensitive() {
+    let p = write(
+        "oauthbearer.toml",
+        "[target]\nurl = \"http://crm.example/hook\"\n[kafka.properties]\n\
+         \"sasl.oauthbearer.config\" = \"principal=relay clientSecret=s3cr3t-value\"\n",
+    );
+    let out = relay()
+        .args(["check-config", "-c"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("sasl.oauthbearer.config"), "{text}");
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+}

@@ -78,6 +78,7 @@ fn dead_letter_headers_round_trip() {
                     reason: reasons[usize::from(*reason) % reasons.len()],
                     http_status: *status,
                     error: error.clone(),
+                    location: None,
                     response_body: body.iter().copied().take(4096).collect(),
                     attempts: *attempts,
                     first_attempt_at: Some(at),

@@ -699,6 +699,7 @@ async fn a_dead_letter_that_cannot_be_republished_fails_the_run_and_keeps_progre
         reason: DlqReason::HttpRejected,
         http_status: Some(422),
         error: "HTTP 422".into(),
+        location: None,
         response_body: Vec::new(),
         attempts: 1,
         first_attempt_at: Some(SystemTime::now()),

@@ -266,6 +266,16 @@ async fn redirects_are_not_followed() -> Result<()> {
         Some("http_redirect")
     );
     assert_eq!(dl[0].header("cpn.dlq.http_status").as_deref(), Some("302"));
+    // Where it pointed, for the operator deciding whether to fix the URL.
+    assert_eq!(
+        dl[0].header("cpn.dlq.http_location").as_deref(),
+        Some(elsewhere.url().as_str())
+    );
+    let error = dl[0].header("cpn.dlq.error").unwrap_or_default();
+    assert!(
+        error.contains(&elsewhere.url()) && error.contains("not followed"),
+        "{error}"
+    );
     assert_eq!(crm.received().len(), 1);
     assert!(
         elsewhere.received().is_empty(),

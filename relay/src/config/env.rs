@@ -109,3 +109,20 @@ pub const ENV_OF_OTHER_TOOLS: &[&str] = &[
     "CPN_RETRY_AFTER_SECS",
     "CPN_SHUTDOWN_TIMEOUT_MS",
 ];
+
+/// Who set `key` (`retry.max_attempts`): its environment variable when one
+/// is set, else the file.
+pub(super) fn blame(key: &str, env: &BTreeMap<String, String>, file: &str) -> String {
+    let mut parts = key.splitn(2, '.');
+    if let (Some(section), Some(rest)) = (parts.next(), parts.next()) {
+        let var = format!(
+            "CPN_{}_{}",
+            section.to_ascii_uppercase(),
+            rest.replace('.', "_").to_ascii_uppercase()
+        );
+        if env.contains_key(&var) {
+            return format!("environment variable {var} (sets {key})");
+        }
+    }
+    format!("{file}: {key}")
+}

@@ -18,6 +18,7 @@
 //! header values, librdkafka passwords) never appear in `Debug` output or in
 //! [`RelayConfig::to_redacted_toml`].
 
+mod diagnose;
 mod env;
 mod flags;
 pub mod millis;
@@ -84,14 +85,17 @@ impl RelayConfig {
             })?,
             None => String::new(),
         };
-        let mut table: toml::Table = toml::from_str(&text).map_err(|e| {
-            ConfigError::Parse(format!("{}: {}", path.unwrap_or("config"), e.message()))
-        })?;
+        let file = path.unwrap_or("config");
+        // Syntax and duplicate keys, then types and unknown keys of the
+        // file alone: each error with its key, line and column.
+        let mut table: toml::Table = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse(diagnose::syntax_error(file, &text, &e)))?;
+        diagnose::read_file::<RelayConfig>(file, &text).map_err(ConfigError::Parse)?;
         let mut problems = env::apply_env(&mut table, env);
+        // What the environment broke names its variable.
         let mut config: RelayConfig =
-            RelayConfig::deserialize(toml::Value::Table(table)).map_err(|e| {
-                ConfigError::Parse(format!("{}: {}", path.unwrap_or("config"), e.message()))
-            })?;
+            diagnose::read_value(toml::Value::Table(table), |key| env::blame(key, env, file))
+                .map_err(ConfigError::Parse)?;
         problems.extend(config.apply_flags(flags));
         problems.extend(config.validate());
         if problems.is_empty() {
@@ -153,28 +157,24 @@ impl RelayConfig {
         self.observability.relay_id()
     }
 
-    /// The effective configuration as TOML, with header values and
-    /// librdkafka properties whose names suggest secrets replaced by `[redacted]`.
+    /// The effective configuration as TOML, with header values and the
+    /// librdkafka properties that hold secrets
+    /// ([`is_sensitive`](crate::kafka::sensitive::is_sensitive): those
+    /// librdkafka marks sensitive, then names with a secret's word)
+    /// replaced by `[redacted]`.
     pub fn to_redacted_toml(&self) -> String {
         let mut c = self.clone();
         for v in c.target.headers.values_mut() {
             *v = Secret("[redacted]".into());
         }
         for (k, v) in c.kafka.properties.iter_mut() {
-            if is_secret_key(k) {
+            if crate::kafka::sensitive::is_sensitive(k) {
                 *v = Secret("[redacted]".into());
             }
         }
         c.target.url = crate::secret::redact_url(&c.target.url);
         toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render: {e}"))
     }
-}
-
-fn is_secret_key(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
-    ["password", "secret", "token", "key", "jaas"]
-        .iter()
-        .any(|s| k.contains(s))
 }
 
 #[cfg(test)]
@@ -330,6 +330,176 @@ mod tests {
         );
         assert!(shown.contains("SASL_SSL"));
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn every_property_librdkafka_marks_sensitive_is_redacted_by_check_config() {
+        use crate::kafka::sensitive::LIBRDKAFKA_SENSITIVE;
+        let text = "[target]\nurl = \"http://x/\"\n";
+        let flags = Overrides {
+            kafka_properties: LIBRDKAFKA_SENSITIVE
+                .iter()
+                .map(|k| format!("{k}=value-of-{k}"))
+                .chain(["security.protocol=SASL_SSL".to_owned()])
+                .collect(),
+            ..Default::default()
+        };
+        let shown = load(text, &[], flags).unwrap().to_redacted_toml();
+        for k in LIBRDKAFKA_SENSITIVE {
+            assert!(
+                !shown.contains(&format!("value-of-{k}")),
+                "{k} shown:\n{shown}"
+            );
+        }
+        assert!(shown.contains("SASL_SSL"), "{shown}");
+    }
+
+    /// `load` of `text` as a file named relay.toml: the error's text.
+    fn load_error(text: &str, env: &[(&str, &str)]) -> String {
+        let dir = std::env::temp_dir().join(format!("cpn-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, text).unwrap();
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let e = RelayConfig::load(path.to_str(), &env, &Overrides::default())
+            .expect_err("must be refused");
+        let shown = e.to_string();
+        let _ = std::fs::remove_dir_all(&dir);
+        shown.replace(path.to_str().unwrap(), "relay.toml")
+    }
+
+    #[test]
+    fn type_syntax_duplicate_and_unknown_key_errors_name_the_key_line_and_column() {
+        let base = "[target]\nurl = \"http://x/\"\n";
+        for (text, want) in [
+            (
+                format!("{base}[retry]\nmax_attempts = \"five\"\n"),
+                "relay.toml:4:16: retry.max_attempts: expected a whole number, 0 or more, found the string \"five\"\n  |\n4 | max_attempts = \"five\"\n  |                ^^^^^^",
+            ),
+            (
+                format!("{base}[retry]\nmax_attempts = 5\nmax_attempts = 6\n"),
+                "relay.toml:5:1: retry.max_attempts: duplicate key",
+            ),
+            (
+                format!("{base}[target.tls]\nmin_version = 1.2\n"),
+                "relay.toml:4:15: target.tls.min_version: expected a string in quotes, found the number 1.2",
+            ),
+            (
+                format!("{base}[target.auth]\nkind = \"none\"\nclient_id = \"x\"\n"),
+                "relay.toml:5:1: target.auth.client_id: unknown key client_id: this table takes no keys",
+            ),
+            (
+                format!(
+                    "{base}[target.auth]\nkind = \"basic\"\nusername = \"u\"\npassword = {{ nope = 1 }}\n"
+                ),
+                "target.auth.password: expected a secret",
+            ),
+        ] {
+            let shown = load_error(&text, &[]);
+            assert!(
+                shown.starts_with(want) || shown.contains(want),
+                "want {want:?}\ngot {shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_the_environment_broke_names_its_variable() {
+        let shown = load_error(
+            "[target]\nurl = \"http://x/\"\n",
+            &[("CPN_RETRY_MAX_ATTEMPTS", "-3")],
+        );
+        assert_eq!(
+            shown,
+            "environment variable CPN_RETRY_MAX_ATTEMPTS (sets retry.max_attempts): expected a \
+             whole number, 0 or more, found the number -3"
+        );
+    }
+
+    /// Keys of a valid config, each with its table and a value of its type.
+    const KEYS: &[(&str, &str, &str)] = &[
+        ("kafka", "brokers", "\"127.0.0.1:9092\""),
+        ("kafka", "topic", "\"t\""),
+        ("kafka", "group", "\"g\""),
+        ("target", "url", "\"http://x/\""),
+        ("target", "request_timeout_ms", "5000"),
+        ("target", "success_statuses", "[\"2xx\"]"),
+        ("target", "user_agent", "\"OCS/8.1.528.15\""),
+        ("target", "title_case_headers", "false"),
+        ("target.tls", "min_version", "\"1.2\""),
+        ("retry", "max_attempts", "5"),
+        ("circuit", "failure_threshold", "5"),
+        ("observability", "json_logs", "false"),
+    ];
+
+    /// The config of [`KEYS`], with `mutate` applied to key `i`'s line.
+    fn config_text(i: usize, mutate: &dyn Fn(&str, &str) -> String) -> String {
+        let mut out = String::new();
+        let mut table = "";
+        for (n, (t, k, v)) in KEYS.iter().enumerate() {
+            if *t != table {
+                out.push_str(&format!("[{t}]\n"));
+                table = t;
+            }
+            out.push_str(&if n == i {
+                mutate(k, v)
+            } else {
+                format!("{k} = {v}")
+            });
+            out.push('\n');
+        }
+        out
+    }
+
+    #[test]
+    fn the_unmutated_config_is_valid() {
+        let text = config_text(usize::MAX, &|_, _| unreachable!());
+        let dir = std::env::temp_dir().join(format!("cpn-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, &text).unwrap();
+        RelayConfig::load(path.to_str(), &BTreeMap::new(), &Overrides::default()).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    proptest::proptest! {
+        /// Every rejection of a mutated config names the mutated key: a
+        /// value of the wrong type, an unknown key, a key set twice.
+        #[test]
+        fn every_rejection_of_a_mutated_config_names_the_mutated_key(
+            i in 0..KEYS.len(),
+            kind in 0..3u8,
+            junk in "[a-z]{1,8}",
+        ) {
+            let (table, key, value) = KEYS[i];
+            let (text, named) = match kind {
+                0 => {
+                    let wrong = if value.starts_with('"') {
+                        "12.5".to_owned()
+                    } else {
+                        format!("\"{junk}\"")
+                    };
+                    (config_text(i, &|k, _| format!("{k} = {wrong}")), format!("{table}.{key}"))
+                }
+                1 => (
+                    config_text(i, &|k, v| format!("{k}_{junk} = {v}")),
+                    format!("{table}.{key}_{junk}"),
+                ),
+                _ => (
+                    config_text(i, &|k, v| format!("{k} = {v}\n{k} = {v}")),
+                    format!("{table}.{key}"),
+                ),
+            };
+            let shown = load_error(&text, &[]);
+            proptest::prop_assert!(
+                shown.contains(&named),
+                "{named} not named in {shown:?} for\n{text}"
+            );
+            proptest::prop_assert!(shown.contains("relay.toml:"), "no file/line: {shown}");
+        }
     }
 
     #[test]

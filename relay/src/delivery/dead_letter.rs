@@ -21,6 +21,7 @@ use crate::target::client::AttemptReport;
 pub(crate) struct Failure {
     http_status: Option<u16>,
     error: String,
+    location: Option<String>,
     response_body: Vec<u8>,
     attempts: u32,
     first_attempt_at: Option<SystemTime>,
@@ -33,6 +34,7 @@ impl Failure {
         Failure {
             http_status: None,
             error,
+            location: None,
             response_body: Vec::new(),
             attempts: 0,
             first_attempt_at: None,
@@ -44,7 +46,14 @@ impl Failure {
     pub(super) fn after(last: AttemptReport, attempts: u32, first_at: Option<SystemTime>) -> Self {
         Failure {
             http_status: last.attempt.status(),
-            error: last.attempt.describe(),
+            error: match &last.location {
+                Some(l) => format!(
+                    "{} to {l} (redirects are not followed)",
+                    last.attempt.describe()
+                ),
+                None => last.attempt.describe(),
+            },
+            location: last.location,
             response_body: last.response_excerpt,
             attempts,
             first_attempt_at: first_at,
@@ -68,6 +77,7 @@ impl Deliverer {
             reason,
             http_status: failure.http_status,
             error: failure.error,
+            location: failure.location,
             response_body: failure.response_body,
             attempts: failure.attempts,
             first_attempt_at: failure.first_attempt_at,

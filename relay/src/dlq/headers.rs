@@ -16,6 +16,9 @@ pub const REASON: &str = "cpn.dlq.reason";
 pub const HTTP_STATUS: &str = "cpn.dlq.http_status";
 /// The last error, as text.
 pub const ERROR: &str = "cpn.dlq.error";
+/// Where a redirect pointed (`http_redirect`; not followed), credentials
+/// removed.
+pub const HTTP_LOCATION: &str = "cpn.dlq.http_location";
 /// The first [`RESPONSE_BODY_MAX_BYTES`] of the last response body.
 pub const RESPONSE_BODY: &str = "cpn.dlq.response_body";
 /// How many attempts were made.
@@ -59,6 +62,8 @@ pub struct DeadLetterInfo {
     pub http_status: Option<u16>,
     /// Last error text.
     pub error: String,
+    /// A redirect's `Location`, credentials removed (`http_redirect`).
+    pub location: Option<String>,
     /// Start of the last response body (at most [`RESPONSE_BODY_MAX_BYTES`]).
     pub response_body: Vec<u8>,
     /// Attempts made (0 for `invalid_payload`).
@@ -93,6 +98,9 @@ impl DeadLetterInfo {
             h.push((HTTP_STATUS, text(s.to_string())));
         }
         h.push((ERROR, text(self.error.clone())));
+        if let Some(l) = &self.location {
+            h.push((HTTP_LOCATION, text(l.clone())));
+        }
         if !self.response_body.is_empty() {
             let end = self.response_body.len().min(RESPONSE_BODY_MAX_BYTES);
             h.push((RESPONSE_BODY, self.response_body[..end].to_vec()));
@@ -183,6 +191,7 @@ mod tests {
             reason: DlqReason::HttpRejected,
             http_status: Some(400),
             error: "HTTP 400".into(),
+            location: None,
             response_body: vec![b'x'; 5000],
             attempts: 1,
             first_attempt_at: Some(

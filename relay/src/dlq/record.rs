@@ -332,6 +332,7 @@ mod tests {
             reason,
             http_status: Some(400),
             error: "HTTP 400".into(),
+            location: None,
             response_body: b"{\"error\":\"unknown list\"}".to_vec(),
             attempts: 1,
             first_attempt_at: Some(

@@ -19,4 +19,5 @@ pub(crate) mod feeder;
 pub mod memory;
 pub(crate) mod partition;
 pub mod preflight;
+pub mod sensitive;
 pub mod settings;

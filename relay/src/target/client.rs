@@ -12,9 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use reqwest::header::{
-    ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+    ACCEPT, CONTENT_TYPE, ETAG, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER,
 };
 
+use crate::config::problem::ConfigProblem;
 use crate::dlq::headers::RESPONSE_BODY_MAX_BYTES;
 use crate::policy::classify::Attempt;
 use crate::policy::retry::parse_retry_after;
@@ -22,8 +23,8 @@ pub use crate::target::error::ClientError;
 use crate::target::error::error_chain;
 use crate::target::settings::TargetConfig;
 
-/// `User-Agent` value: `cpn-relay/<version>`.
-pub const USER_AGENT: &str = concat!("cpn-relay/", env!("CARGO_PKG_VERSION"));
+/// Default `User-Agent` value (`target.user_agent`): `cpn-relay/<version>`.
+pub const USER_AGENT: &str = crate::target::settings::DEFAULT_USER_AGENT;
 
 /// The customer's web server: a pooled client, the URL and the fixed headers.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub struct AttemptReport {
     pub attempt: Attempt,
     /// The first bytes of the response body (for the dead letter).
     pub response_excerpt: Vec<u8>,
+    /// A 3xx's `Location`, credentials removed (redirects are not followed).
+    pub location: Option<String>,
     /// How long the attempt took.
     pub duration: Duration,
     /// When it started.
@@ -54,13 +57,16 @@ pub struct AttemptReport {
 /// # Errors
 /// Names the header or setting that is not acceptable.
 pub fn build_client(cfg: &TargetConfig) -> Result<reqwest::Client, ClientError> {
-    let b = reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(USER_AGENT)
+        .user_agent(cfg.user_agent.as_str())
         .connect_timeout(cfg.connect_timeout)
         .timeout(cfg.request_timeout)
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true);
+    if cfg.title_case_headers {
+        b = b.http1_title_case_headers();
+    }
     let b = cfg.tls.configure(b)?;
     let b = crate::target::proxy::configure(cfg.proxy.as_ref(), b)?;
     b.build().map_err(ClientError::Build)
@@ -121,6 +127,7 @@ impl Target {
             signer.sign(&mut headers, guid, &body, SystemTime::now());
         }
         let result = self.send_authorized(headers, body).await;
+        let mut location = None;
         let (attempt, response_excerpt) = match result {
             Ok(mut resp) => {
                 let status = resp.status().as_u16();
@@ -129,6 +136,13 @@ impl Target {
                     .get(RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                // Where a redirect pointed (it is not followed), without
+                // credentials, for the dead letter.
+                location = (300..400)
+                    .contains(&status)
+                    .then(|| resp.headers().get(LOCATION))
+                    .flatten()
+                    .map(|v| crate::secret::redact_url(&String::from_utf8_lossy(v.as_bytes())));
                 let mut excerpt = Vec::new();
                 // Read at most the excerpt; the rest is dropped with the connection
                 // reading it would only delay the outcome.
@@ -157,6 +171,7 @@ impl Target {
         AttemptReport {
             attempt,
             response_excerpt,
+            location,
             duration: start.elapsed(),
             started_at,
         }
@@ -216,9 +231,63 @@ impl Target {
     }
 }
 
+/// What `run` would refuse at start that needs no network: every secret
+/// readable (files exist, variables set), the token file readable, and
+/// the HTTP client buildable (certificates and keys parse and match,
+/// the proxy URL). `check-config` runs these after the key checks.
+pub fn offline_problems(cfg: &TargetConfig) -> Vec<ConfigProblem> {
+    use crate::target::auth::AuthConfig;
+    let mut p = crate::config::problem::Problems::default();
+    let mut secret = |path: &str, s: &crate::secret::SecretSource| {
+        if let Err(e) = s.resolve() {
+            p.add(path, e.to_string());
+        }
+    };
+    match &cfg.auth {
+        AuthConfig::Basic {
+            password: Some(pw), ..
+        } => secret("target.auth.password", pw),
+        AuthConfig::Oauth2 {
+            client_secret: Some(cs),
+            ..
+        } => secret("target.auth.client_secret", cs),
+        _ => {}
+    }
+    if let Some(pw) = cfg.proxy.as_ref().and_then(|x| x.password.as_ref()) {
+        secret("target.proxy.password", pw);
+    }
+    if let Some(signing) = &cfg.signing {
+        for (i, s) in signing.secrets.iter().enumerate() {
+            secret(&format!("target.signing.secrets[{i}]"), s);
+        }
+    }
+    if let crate::target::auth::AuthConfig::BearerFile {
+        token_file: Some(f),
+    } = &cfg.auth
+        && let Err(e) = std::fs::read_to_string(f)
+    {
+        p.add("target.auth.token_file", format!("cannot read {f}: {e}"));
+    }
+    let mut p = p.into_vec();
+    if p.is_empty()
+        && let Err(e) = Target::new(cfg)
+    {
+        p.push(ConfigProblem {
+            path: "target".into(),
+            problem: e.to_string(),
+        });
+    }
+    p
+}
+
 fn classify_error(e: &reqwest::Error) -> Attempt {
     let text = error_chain(e);
-    if e.is_connect() || crate::target::tls::is_tls_failure(e) {
+    if crate::target::tls::is_tls_failure(e) {
+        // One line per failed attempt, from cpn, with the reason: the
+        // certificate verifier's own ERROR lines are filtered out (main.rs).
+        tracing::warn!(reason = %text, "TLS with the target failed; the record is held and retried");
+        Attempt::Connect(text)
+    } else if e.is_connect() {
         Attempt::Connect(text)
     } else if e.is_timeout() {
         Attempt::Timeout(text)

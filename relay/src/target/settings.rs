@@ -43,6 +43,14 @@ pub struct TargetConfig {
     pub signing: Option<crate::target::signing::SigningConfig>,
     /// Request rate and concurrency budget for this target.
     pub budget: crate::target::budget::BudgetConfig,
+    /// The `User-Agent` of every request: `cpn-relay/<version>` unless set
+    /// (`"OCS/8.1.528.15"` for a receiver that matches OCS's).
+    pub user_agent: String,
+    /// HTTP/1.1 header names in Title-Case (`Content-Type`, `Etag`,
+    /// `User-Agent`), as OCS and most HTTP/1.1 clients write them, rather
+    /// than lower case. Names are case-insensitive (RFC 9110), but some old
+    /// receivers match them exactly. HTTP/2 is always lower case.
+    pub title_case_headers: bool,
 }
 
 impl Default for TargetConfig {
@@ -59,9 +67,14 @@ impl Default for TargetConfig {
             auth: Default::default(),
             signing: None,
             budget: Default::default(),
+            user_agent: DEFAULT_USER_AGENT.to_owned(),
+            title_case_headers: true,
         }
     }
 }
+
+/// Default `target.user_agent`: `cpn-relay/<version>`.
+pub const DEFAULT_USER_AGENT: &str = concat!("cpn-relay/", env!("CARGO_PKG_VERSION"));
 
 /// Headers the relay sets itself for OCS parity.
 const RESERVED_HEADERS: &[&str] = &[
@@ -108,6 +121,14 @@ impl TargetConfig {
                     "is set by cpn-relay (OCS framing) and cannot be overridden",
                 );
             }
+        }
+        if self.user_agent.trim().is_empty() {
+            p.add("target.user_agent", "must not be empty");
+        } else if reqwest::header::HeaderValue::from_str(&self.user_agent).is_err() {
+            p.add(
+                "target.user_agent",
+                "is not a valid HTTP header value (visible ASCII and spaces)",
+            );
         }
         if self.connect_timeout.is_zero() {
             p.add("target.connect_timeout_ms", "must be at least 1");

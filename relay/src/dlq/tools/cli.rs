@@ -66,7 +66,12 @@ pub enum DlqCommand {
 #[derive(Clone, Args)]
 pub struct KafkaArgs {
     /// Kafka bootstrap servers.
-    #[arg(long, env = "CPN_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        short = 'b',
+        env = "CPN_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub brokers: String,
     /// librdkafka setting passed through, e.g. -X security.protocol=SASL_SSL (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_property)]
@@ -713,6 +718,14 @@ mod tests {
             r.topic.kafka.properties,
             [("security.protocol".to_owned(), "SSL".to_owned())]
         );
+    }
+
+    #[test]
+    fn brokers_take_b_as_cpn_producer_does() {
+        let DlqCommand::Stats(s) = parse(&["stats", "-t", "D", "-b", "k:9093"]).unwrap() else {
+            panic!("not stats");
+        };
+        assert_eq!(s.topic.kafka.brokers, "k:9093");
     }
 
     #[test]

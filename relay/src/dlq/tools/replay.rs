@@ -104,6 +104,7 @@ mod tests {
             reason: DlqReason::RetriesExhausted,
             http_status: Some(503),
             error: "HTTP 503".into(),
+            location: None,
             response_body: Vec::new(),
             attempts: 5,
             first_attempt_at: None,
