@@ -30,10 +30,10 @@ pub(super) fn file_error(
         };
     };
     let (line, col, line_text) = position(text, span.start);
-    let width = span
-        .end
-        .saturating_sub(span.start)
-        .clamp(1, line_text.len().saturating_sub(col - 1).max(1));
+    // In characters, as the column: a multibyte value gets one caret each.
+    let spanned = text.get(span.clone()).map_or(1, |s| s.chars().count());
+    let left = line_text.chars().count().saturating_sub(col - 1).max(1);
+    let width = spanned.clamp(1, left);
     let gutter = " ".repeat(line.to_string().len());
     let head = match key {
         Some(k) => format!("{file}:{line}:{col}: {k}: {what}"),
@@ -163,16 +163,20 @@ fn span_of_key(text: &str, dotted: &str) -> Option<Range<usize>> {
 }
 
 /// Reads a table (the file with the environment applied) as `T`; the error
-/// names the key and `blame(key)`, the source that set it.
+/// names the key and `blame(key)`, the source that set it, and says
+/// whether that source is the environment (`blame` then starts with
+/// `environment variable`).
 pub(super) fn read_value<T: DeserializeOwned>(
     value: toml::Value,
     blame: impl Fn(&str) -> String,
-) -> Result<T, String> {
+) -> Result<T, (String, bool)> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let key =
             key_of(&e.path().to_string(), &e.to_string()).unwrap_or_else(|| "(config)".to_owned());
         let inner = e.into_inner();
-        format!("{}: {}", blame(&key), in_words(inner.message()))
+        let who = blame(&key);
+        let from_env = who.starts_with("environment variable");
+        (format!("{who}: {}", in_words(inner.message())), from_env)
     })
 }
 

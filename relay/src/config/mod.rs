@@ -90,12 +90,24 @@ impl RelayConfig {
         // file alone: each error with its key, line and column.
         let mut table: toml::Table = toml::from_str(&text)
             .map_err(|e| ConfigError::Parse(diagnose::syntax_error(file, &text, &e)))?;
-        diagnose::read_file::<RelayConfig>(file, &text).map_err(ConfigError::Parse)?;
         let mut problems = env::apply_env(&mut table, env);
-        // What the environment broke names its variable.
+        // The file with the environment applied (env wins over the file,
+        // also over a file value of the wrong type). On an error, what the
+        // environment broke names its variable; anything else is shown
+        // where the file has it, with line and column.
         let mut config: RelayConfig =
-            diagnose::read_value(toml::Value::Table(table), |key| env::blame(key, env, file))
-                .map_err(ConfigError::Parse)?;
+            match diagnose::read_value(toml::Value::Table(table), |key| env::blame(key, env, file))
+            {
+                Ok(c) => c,
+                Err((message, true)) => return Err(ConfigError::Parse(message)),
+                Err((message, false)) => {
+                    return Err(ConfigError::Parse(
+                        diagnose::read_file::<RelayConfig>(file, &text)
+                            .err()
+                            .unwrap_or(message),
+                    ));
+                }
+            };
         problems.extend(config.apply_flags(flags));
         problems.extend(config.validate());
         if problems.is_empty() {
@@ -404,6 +416,31 @@ mod tests {
                 "want {want:?}\ngot {shown}"
             );
         }
+    }
+
+    #[test]
+    fn the_environment_wins_over_a_file_value_of_the_wrong_type() {
+        let dir = std::env::temp_dir().join(format!("cpn-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("relay.toml");
+        std::fs::write(
+            &path,
+            "[target]\nurl = \"http://x/\"\n[retry]\nmax_attempts = \"5\"\n",
+        )
+        .unwrap();
+        let env = [("CPN_RETRY_MAX_ATTEMPTS".to_owned(), "7".to_owned())].into();
+        let c = RelayConfig::load(path.to_str(), &env, &Overrides::default()).unwrap();
+        assert_eq!(c.retry.max_attempts, 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_multibyte_value_gets_one_caret_per_character() {
+        let shown = load_error(
+            "[target]\nurl = \"http://x/\"\n[retry]\nmax_attempts = \"fünf\"\n",
+            &[],
+        );
+        assert!(shown.ends_with("\n  |                ^^^^^^"), "{shown}");
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl Target {
                     .contains(&status)
                     .then(|| resp.headers().get(LOCATION))
                     .flatten()
-                    .map(|v| crate::secret::redact_url(&String::from_utf8_lossy(v.as_bytes())));
+                    .map(|v| shown_location(v.as_bytes()));
                 let mut excerpt = Vec::new();
                 // Read at most the excerpt; the rest is dropped with the connection
                 // reading it would only delay the outcome.
@@ -280,6 +280,28 @@ pub fn offline_problems(cfg: &TargetConfig) -> Vec<ConfigProblem> {
     p
 }
 
+/// Longest `Location` kept for a dead letter: it goes into three of its
+/// headers, and an unbounded one could push the dead letter past the
+/// broker's record size (the partition would then stall).
+pub const LOCATION_MAX_BYTES: usize = 2048;
+
+/// A redirect's `Location` as a dead letter keeps it: without credentials,
+/// query values or fragment, at most [`LOCATION_MAX_BYTES`].
+fn shown_location(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let without_fragment = text.split('#').next().unwrap_or_default();
+    let mut shown = crate::secret::redact_url(without_fragment);
+    if shown.len() > LOCATION_MAX_BYTES {
+        let mut end = LOCATION_MAX_BYTES;
+        while !shown.is_char_boundary(end) {
+            end -= 1;
+        }
+        shown.truncate(end);
+        shown.push('…');
+    }
+    shown
+}
+
 fn classify_error(e: &reqwest::Error) -> Attempt {
     let text = error_chain(e);
     if crate::target::tls::is_tls_failure(e) {
@@ -293,5 +315,27 @@ fn classify_error(e: &reqwest::Error) -> Attempt {
         Attempt::Timeout(text)
     } else {
         Attempt::Transport(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_location_is_kept_without_secrets_and_bounded() {
+        let shown = shown_location(b"https://u:pw@crm.example/cb?token=abc&x=1#access_token=zz");
+        assert!(
+            !shown.contains("pw") && !shown.contains("abc") && !shown.contains("zz"),
+            "{shown}"
+        );
+        assert!(shown.starts_with("https://crm.example/cb?"), "{shown}");
+        let long = format!("https://crm.example/{}", "é".repeat(5000));
+        let shown = shown_location(long.as_bytes());
+        assert!(
+            shown.len() <= LOCATION_MAX_BYTES + "…".len(),
+            "{}",
+            shown.len()
+        );
     }
 }
