@@ -2,6 +2,7 @@
 //! library.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -181,7 +182,11 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 for w in config.warnings() {
                     eprintln!("warning: {w}");
                 }
-                println!(
+                // `check-config | head` closes the pipe early: not an error,
+                // and never a panic (println! would panic).
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(
+                    out,
                     "# configuration is valid (secrets redacted)\n{}",
                     config.to_redacted_toml()
                 );

@@ -175,3 +175,24 @@ fn check_config_redacts_what_librdkafka_marks_sensitive() {
     assert!(text.contains("sasl.oauthbearer.config"), "{text}");
     assert!(!text.contains("s3cr3t-value"), "{text}");
 }
+
+#[test]
+fn check_config_never_panics_when_the_reader_goes_away() {
+    // `check-config | head` closes the pipe early. Here the reader closes
+    // its end before anything is written, so every write gets EPIPE
+    // (println! panics on it: "failed printing to stdout").
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{{ {} check-config -c {}; echo \"rc=$?\" >&2; }} | (exec 0<&-; sleep 1)",
+            env!("CARGO_BIN_EXE_cpn-relay"),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/relay.example.toml")
+        ))
+        .env_remove("CPN_TARGET_URL")
+        .env_remove("CPN_RELAY_CONFIG")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("rc=0"), "{err}");
+}

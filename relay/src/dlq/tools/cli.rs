@@ -445,13 +445,24 @@ async fn show(a: ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Ok(())
     };
     if let Some((partition, offset)) = a.coordinates {
-        let mut reader = DlqReader::open(
+        let opened = DlqReader::open(
             &kafka,
             &a.topic.topic,
             Start::One { partition, offset },
             None,
         )
-        .await?;
+        .await;
+        let mut reader = match opened {
+            // Coordinates the topic does not hold: nothing found there.
+            Err(
+                e @ (super::read::ReadError::NoOffset { .. }
+                | super::read::ReadError::NoPartition { .. }),
+            ) => {
+                eprintln!("{}: {e}", a.topic.topic);
+                return Ok(ExitCode::from(1));
+            }
+            other => other?,
+        };
         while let Some(dl) = reader.next().await? {
             print(&dl, out)?;
         }
