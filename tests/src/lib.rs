@@ -112,6 +112,22 @@ where
     }
 }
 
+/// Waits until `url` answers a 2xx (a server's `/healthz`), within
+/// `deadline`.
+///
+/// # Errors
+/// It did not in time.
+pub async fn wait_http_ok(what: &str, url: &str, deadline: Duration) -> Result<()> {
+    wait_for(what, deadline, || async {
+        reqwest::get(url)
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await
+}
+
 /// The path of a workspace binary (`cpn-relay`, `cpn-producer`; each is
 /// built by the package of the same name), built next to this test
 /// executable, so a stale binary is never tested, even under

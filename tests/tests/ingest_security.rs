@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use cpn_e2e::{broker, create_topic, read_all, unique, wait_for};
+use cpn_e2e::{broker, create_topic, read_all, unique, wait_for, wait_http_ok};
 use rcgen::ExtendedKeyUsagePurpose;
 use serde_json::Value;
 use tls_support::Pki;
@@ -122,16 +122,7 @@ impl Serve {
             stderr,
         };
         let health = format!("http://127.0.0.1:{metrics_port}/healthz");
-        let up = wait_for("serve to answer /healthz", Duration::from_secs(30), || {
-            let url = health.clone();
-            async move {
-                reqwest::get(url)
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-            }
-        })
-        .await;
+        let up = wait_http_ok("serve to answer /healthz", &health, Duration::from_secs(30)).await;
         if let Err(e) = up {
             let out = serve.stop()?;
             bail!("{e:#}; serve exited {:?}, stderr:\n{}", out.0, out.1);
@@ -808,16 +799,7 @@ async fn an_unprotected_non_loopback_listen_is_refused_naming_both_ways_out() ->
             .stderr(Stdio::piped())
             .spawn()?;
         let health = format!("http://127.0.0.1:{port}/healthz");
-        let up = wait_for("serve on 0.0.0.0", Duration::from_secs(30), || {
-            let url = health.clone();
-            async move {
-                reqwest::get(url)
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-            }
-        })
-        .await;
+        let up = wait_http_ok("serve on 0.0.0.0", &health, Duration::from_secs(30)).await;
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())

@@ -378,16 +378,7 @@ async fn serve_binary_accepts_an_event_and_stops_cleanly_on_sigterm() -> Result<
         .spawn()?;
     let base = format!("http://{listen}");
     let health = format!("{base}/healthz");
-    wait_for("serve to answer /healthz", Duration::from_secs(30), || {
-        let url = health.clone();
-        async move {
-            reqwest::get(url)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        }
-    })
-    .await?;
+    cpn_e2e::wait_http_ok("serve to answer /healthz", &health, Duration::from_secs(30)).await?;
     let (_, body) = cpn_e2e::event("serve-list", 1, 0);
     let resp = reqwest::Client::new()
         .post(format!("{base}/v1/contact-processed"))

@@ -199,15 +199,23 @@ mod tests {
         env: &[(&str, &str)],
         flags: Overrides,
     ) -> Result<RelayConfig, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("cpn-cfg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("relay.toml");
-        std::fs::write(&path, text).unwrap();
+        let path = write_config(text);
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        RelayConfig::load(path.to_str(), &env, &flags)
+        let loaded = RelayConfig::load(path.to_str(), &env, &flags);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        loaded
+    }
+
+    /// `text` as `relay.toml` in a fresh temp directory.
+    fn write_config(text: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("cpn-cfg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("relay.toml");
+        std::fs::write(&path, text).unwrap();
+        path
     }
 
     fn problems(e: ConfigError) -> Vec<String> {
@@ -368,19 +376,15 @@ mod tests {
 
     /// `load` of `text` as a file named relay.toml: the error's text.
     fn load_error(text: &str, env: &[(&str, &str)]) -> String {
-        let dir = std::env::temp_dir().join(format!("cpn-cfg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("relay.toml");
-        std::fs::write(&path, text).unwrap();
+        let path = write_config(text);
         let env = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let e = RelayConfig::load(path.to_str(), &env, &Overrides::default())
             .expect_err("must be refused");
-        let shown = e.to_string();
-        let _ = std::fs::remove_dir_all(&dir);
-        shown.replace(path.to_str().unwrap(), "relay.toml")
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        e.to_string().replace(path.to_str().unwrap(), "relay.toml")
     }
 
     #[test]
@@ -420,18 +424,14 @@ mod tests {
 
     #[test]
     fn the_environment_wins_over_a_file_value_of_the_wrong_type() {
-        let dir = std::env::temp_dir().join(format!("cpn-cfg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("relay.toml");
-        std::fs::write(
-            &path,
-            "[target]\nurl = \"http://x/\"\n[retry]\nmax_attempts = \"5\"\n",
+        let text = "[target]\nurl = \"http://x/\"\n[retry]\nmax_attempts = \"5\"\n";
+        let c = load(
+            text,
+            &[("CPN_RETRY_MAX_ATTEMPTS", "7")],
+            Overrides::default(),
         )
         .unwrap();
-        let env = [("CPN_RETRY_MAX_ATTEMPTS".to_owned(), "7".to_owned())].into();
-        let c = RelayConfig::load(path.to_str(), &env, &Overrides::default()).unwrap();
         assert_eq!(c.retry.max_attempts, 7);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -494,12 +494,7 @@ mod tests {
     #[test]
     fn the_unmutated_config_is_valid() {
         let text = config_text(usize::MAX, &|_, _| unreachable!());
-        let dir = std::env::temp_dir().join(format!("cpn-cfg-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("relay.toml");
-        std::fs::write(&path, &text).unwrap();
-        RelayConfig::load(path.to_str(), &BTreeMap::new(), &Overrides::default()).unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        load(&text, &[], Overrides::default()).unwrap();
     }
 
     proptest::proptest! {
