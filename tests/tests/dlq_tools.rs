@@ -623,7 +623,7 @@ async fn replay_after_the_fix_delivers_the_same_guids_once() -> Result<()> {
     let again = ok(b, &["replay", "--topic", d, "--reason", "http_rejected"]).await?;
     assert!(again.stdout.contains("replayed 0,"), "{again:?}");
     assert_eq!(end_offsets(b, &w.topic)?, ends);
-    // ... unless asked to look at everything again.
+    // Looking at everything again, the ledger still holds them back ...
     let all = ok(
         b,
         &[
@@ -637,7 +637,225 @@ async fn replay_after_the_fix_delivers_the_same_guids_once() -> Result<()> {
         ],
     )
     .await?;
-    assert!(all.stdout.contains("would replay 3,"), "{all:?}");
+    assert!(
+        all.stdout
+            .contains("would replay 0, skipped 3 (3 already replayed, 0 loop guard)"),
+        "{all:?}"
+    );
+    // ... unless asked to send them again.
+    let on_purpose = ok(
+        b,
+        &[
+            "replay",
+            "--topic",
+            d,
+            "--reason",
+            "http_rejected",
+            "--from-beginning",
+            "--again",
+            "--dry-run",
+        ],
+    )
+    .await?;
+    assert!(
+        on_purpose.stdout.contains("would replay 3,"),
+        "{on_purpose:?}"
+    );
+    Ok(())
+}
+
+/// The replay ledger's records: key → entry, for one dead-letter topic.
+fn ledger_entries(b: &str, d: &str) -> Result<BTreeMap<String, Value>> {
+    read_all(b, &format!("{d}.replay-ledger"))?
+        .into_iter()
+        .map(|r| {
+            let key = String::from_utf8(r.key.clone().context("a ledger key")?)?;
+            let value = serde_json::from_slice(r.value.as_deref().context("a ledger value")?)?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Result<()> {
+    // What the ledger is for: an operator runs the same replay twice, with
+    // --from-beginning (or another progress group). Before the ledger, the
+    // second run sent every original again.
+    let w = world(picky()).await?;
+    let (sent, dead) = dead_lettered_known_set(&w).await?;
+    let b = w.brokers.as_str();
+    let d = w.dlq.as_str();
+    let rejected: Vec<&Sent> = sent
+        .iter()
+        .filter(|s| s.reason == Some("http_rejected"))
+        .collect();
+    let args = [
+        "replay",
+        "-t",
+        d,
+        "--reason",
+        "http_rejected",
+        "--from-beginning",
+    ];
+    w.crm.set_behavior(Behavior::status(200))?;
+    let first = ok(b, &args).await?;
+    assert!(
+        first
+            .stdout
+            .contains("replayed 3, skipped 0 (0 already replayed, 0 loop guard)"),
+        "{first:?}"
+    );
+    assert!(
+        first
+            .stdout
+            .contains(&format!("replays in ledger {d}.replay-ledger")),
+        "{first:?}"
+    );
+    // One ledger entry per replayed dead letter, keyed by its coordinates.
+    let entries = ledger_entries(b, d)?;
+    let mut want = BTreeSet::new();
+    for s in &rejected {
+        let dl = dead
+            .iter()
+            .find(|x| x.value.as_deref() == Some(&s.value[..]))
+            .context("its dead letter")?;
+        let key = format!("{d}:{}:{}", dl.partition, dl.offset);
+        let e = entries
+            .get(&key)
+            .with_context(|| format!("{key} in {entries:?}"))?;
+        assert_eq!(e["guid"].as_str(), s.guid.as_deref(), "{e}");
+        assert_eq!(e["replayed_to"].as_str(), Some(w.topic.as_str()), "{e}");
+        assert_eq!(e["times"], 1, "{e}");
+        want.insert(key);
+    }
+    assert_eq!(entries.keys().cloned().collect::<BTreeSet<_>>(), want);
+
+    // The same command again, and with a fresh progress group: nothing sent,
+    // the count of what was skipped said.
+    let ends = end_offsets(b, &w.topic)?;
+    for extra in [&[][..], &["--progress-group", "someone-else"][..]] {
+        let second = ok(b, &[&args[..], extra].concat()).await?;
+        assert!(
+            second
+                .stdout
+                .contains("replayed 0, skipped 3 (3 already replayed, 0 loop guard)"),
+            "{extra:?}: {second:?}"
+        );
+        assert!(
+            second.stderr.contains("already replayed to ")
+                && second
+                    .stderr
+                    .contains("3 dead letters were replayed before")
+                && second.stderr.contains("--again"),
+            "{extra:?}: {second:?}"
+        );
+        assert_eq!(
+            end_offsets(b, &w.topic)?,
+            ends,
+            "{extra:?}: nothing produced"
+        );
+    }
+
+    // The relay delivers each once: 3 requests for 3 events, not 6.
+    let before = w.crm.received().len();
+    let relay = RunningRelay::start(w.config.clone())?;
+    let guids: Vec<String> = rejected.iter().filter_map(|s| s.guid.clone()).collect();
+    wait_delivered(&w.crm, &guids).await?;
+    // Time for a duplicate to arrive if there were one: the relay's group has
+    // consumed to the end of the topic when its lag is 0.
+    let group = w.config.kafka.group.clone();
+    wait_for("the relay's group to reach the end", WAIT, || async {
+        let c = committed(b, &group, &w.topic).ok()?;
+        let e = end_offsets(b, &w.topic).ok()?;
+        e.iter()
+            .all(|(p, end)| *end == 0 || c.get(p) == Some(end))
+            .then_some(())
+    })
+    .await?;
+    relay.stop().await?;
+    for s in &rejected {
+        let n = w
+            .crm
+            .received()
+            .into_iter()
+            .skip(before)
+            .filter(|r| r.etag == s.guid)
+            .count();
+        assert_eq!(n, 1, "{:?} delivered once", s.guid);
+    }
+
+    // --again sends them on purpose, and the ledger counts the second time.
+    let third = ok(b, &[&args[..], &["--again"]].concat()).await?;
+    assert!(third.stdout.contains("replayed 3,"), "{third:?}");
+    let entries = ledger_entries(b, d)?;
+    for key in &want {
+        assert_eq!(entries[key]["times"], 2, "{key}: {entries:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_the_ledger_cannot_record_fails_and_is_not_held_back() -> Result<()> {
+    // The ledger entry is written only after the republished record is
+    // acknowledged; when it cannot be written the run says so and exits 1,
+    // and a later run (with a working ledger) is not told it was replayed.
+    use rdkafka::ClientConfig;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let w = world(picky()).await?;
+    dead_lettered_known_set(&w).await?;
+    let b = w.brokers.as_str();
+    let d = w.dlq.as_str();
+    let broken = unique("ledger");
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", b).create()?;
+    // A ledger topic that refuses every entry: records of at most 1 byte.
+    let new = NewTopic::new(&broken, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", "1");
+    for r in admin.create_topics([&new], &AdminOptions::new()).await? {
+        r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
+    }
+    let ends = end_offsets(b, &w.topic)?;
+    let r = dlq(
+        b,
+        &[
+            "replay",
+            "-t",
+            d,
+            "--reason",
+            "http_rejected",
+            "--ledger-topic",
+            &broken,
+        ],
+    )
+    .await?;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("republished, but recording it in the replay ledger")
+            && r.stderr.contains(&broken),
+        "{r:?}"
+    );
+    let sent_once: i64 = end_offsets(b, &w.topic)?
+        .iter()
+        .map(|(p, e)| e - ends.get(p).copied().unwrap_or(0))
+        .sum();
+    assert!(sent_once >= 1, "the first record was republished: {r:?}");
+    // Nothing is recorded as replayed: the default ledger sends them all.
+    let retry = ok(
+        b,
+        &[
+            "replay",
+            "-t",
+            d,
+            "--reason",
+            "http_rejected",
+            "--from-beginning",
+        ],
+    )
+    .await?;
+    assert!(retry.stdout.contains("replayed 3,"), "{retry:?}");
     Ok(())
 }
 
@@ -672,7 +890,8 @@ async fn the_loop_guard_stops_a_record_that_fails_forever() -> Result<()> {
     let ends = end_offsets(b, &w.topic)?;
     let r = ok(b, &["replay", "--topic", d, "--max-replays", "2"]).await?;
     assert!(
-        r.stdout.contains("replayed 0, skipped 1 (loop guard)"),
+        r.stdout
+            .contains("replayed 0, skipped 1 (0 already replayed, 1 loop guard)"),
         "{r:?}"
     );
     assert!(
@@ -753,7 +972,7 @@ async fn a_dead_letter_that_cannot_be_republished_fails_the_run_and_keeps_progre
     );
     assert!(
         r.stdout
-            .contains("replayed 1, skipped 0 (loop guard), failed 1"),
+            .contains("replayed 1, skipped 0 (0 already replayed, 0 loop guard), failed 1"),
         "{r:?}"
     );
     let progress = format!("cpn-dlq-replay.{d}");

@@ -1,6 +1,7 @@
 //! `deploy/topics`: a dry run creates nothing; a run creates the event and
-//! dead-letter topics with their settings; a second run changes nothing and
-//! succeeds; bad values are refused with exit 2 naming the option.
+//! dead-letter topics and the replay ledger with their settings; a second
+//! run changes nothing and succeeds; bad values are refused with exit 2
+//! naming the option.
 
 use std::process::Command;
 
@@ -45,6 +46,10 @@ fn topics_are_created_once_with_their_settings_and_a_dry_run_creates_nothing() -
         ensure!(
             end_offsets(&brokers, &dlq)?.len() == 16,
             "{run}: the DLQ too"
+        );
+        ensure!(
+            end_offsets(&brokers, &format!("{dlq}.replay-ledger"))?.len() == 1,
+            "{run}: the replay ledger, one partition"
         );
     }
     let bad = topics(&brokers, &["--topic", &topic, "--min-insync-replicas", "4"])?;

@@ -16,6 +16,7 @@ use clap::{ArgGroup, Args, Subcommand};
 
 use crate::dlq::record::DeadLetterView;
 use crate::dlq::tools::filter::{self, Filter};
+use crate::dlq::tools::ledger::default_ledger_topic;
 use crate::dlq::tools::read::{DlqReader, KafkaOptions, Start};
 use crate::dlq::tools::render;
 use crate::dlq::tools::replay::{DEFAULT_MAX_REPLAYS, default_progress_group};
@@ -59,6 +60,10 @@ pub enum DlqCommand {
     /// group of its own after each record is acknowledged, so the next run replays only dead
     /// letters that arrived since. Progress moves past every dead letter a run examined, matching
     /// the filters or not: to replay an older selection, use --from-beginning.
+    ///
+    /// Every republished dead letter is recorded in a replay ledger (a compacted topic,
+    /// <topic>.replay-ledger), after Kafka acknowledged it. A run skips the dead letters the
+    /// ledger holds, with --from-beginning too, and says how many; --again sends them anyway.
     Replay(ReplayArgs),
 }
 
@@ -300,8 +305,16 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "GROUP")]
     pub progress_group: Option<String>,
     /// Look at every dead letter in the topic, not only those after the recorded progress.
+    /// Dead letters the replay ledger holds are still skipped (see --again).
     #[arg(long)]
     pub from_beginning: bool,
+    /// Replay dead letters even if the replay ledger says they were replayed already.
+    #[arg(long)]
+    pub again: bool,
+    /// Compacted topic recording every replayed dead letter (created if missing)
+    /// [default: <topic>.replay-ledger].
+    #[arg(long, value_name = "TOPIC")]
+    pub ledger_topic: Option<String>,
     /// Which dead letters.
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -520,6 +533,10 @@ async fn replay_cmd(a: ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
             .progress_group
             .unwrap_or_else(|| default_progress_group(&a.topic.topic)),
         from_beginning: a.from_beginning,
+        ledger_topic: a
+            .ledger_topic
+            .unwrap_or_else(|| default_ledger_topic(&a.topic.topic)),
+        again: a.again,
         progress_bar: std::io::stderr().is_terminal(),
     };
     let summary = replay(
@@ -533,9 +550,20 @@ async fn replay_cmd(a: ReplayArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
     if !opts.dry_run && summary.replayed > 0 {
         writeln!(
             out,
-            "progress recorded in consumer group {}",
-            opts.progress_group
+            "progress recorded in consumer group {}, replays in ledger {}",
+            opts.progress_group, opts.ledger_topic
         )?;
+    }
+    if summary.already_replayed > 0 {
+        let n = summary.already_replayed;
+        // After the summary, also on a terminal where stdout is buffered.
+        out.flush()?;
+        eprintln!(
+            "{n} dead letter{} replayed before (ledger {}); pass --again to send {} anyway",
+            if n == 1 { " was" } else { "s were" },
+            opts.ledger_topic,
+            if n == 1 { "it" } else { "them" }
+        );
     }
     Ok(if summary.interrupted {
         ExitCode::from(130)
@@ -725,6 +753,10 @@ mod tests {
         assert_eq!(r.max_replays, DEFAULT_MAX_REPLAYS);
         assert_eq!(r.rate, Some(20.0));
         assert!(!r.dry_run && !r.from_beginning && r.to.is_none() && r.progress_group.is_none());
+        assert!(
+            !r.again && r.ledger_topic.is_none(),
+            "the ledger is on by default"
+        );
         assert_eq!(
             r.topic.kafka.properties,
             [("security.protocol".to_owned(), "SSL".to_owned())]

@@ -4,10 +4,12 @@
 //! Pure cores: [`filter`] (which dead letters), [`stats`] (counts),
 //! [`render`] (tables and pages), [`replay`] (what a replay sends). Edges:
 //! [`read`] (a bounded read without joining a group), [`republish`]
-//! (producing and recording progress), [`cli`] (the subcommands).
+//! (producing and recording progress), [`ledger`] (what was replayed
+//! already), [`cli`] (the subcommands).
 
 pub mod cli;
 pub(crate) mod filter;
+pub(crate) mod ledger;
 pub(crate) mod read;
 pub(crate) mod render;
 pub(crate) mod replay;

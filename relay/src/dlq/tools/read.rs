@@ -230,6 +230,34 @@ impl DlqReader {
             .map_err(|e| ReadError::Task(format!("opening the dead-letter topic: {e}")))?
     }
 
+    /// The topic read.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The replication factor of the topic read (its first partition's
+    /// replica count).
+    ///
+    /// # Errors
+    /// Kafka does not answer.
+    pub async fn replication_factor(&self) -> Result<i32, ReadError> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = consumer
+                .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
+                .map_err(kafka(format!("metadata of {topic}")))?;
+            let replicas = md
+                .topics()
+                .first()
+                .and_then(|t| t.partitions().first())
+                .map_or(1, |p| p.replicas().len());
+            Ok(i32::try_from(replicas).unwrap_or(1).max(1))
+        })
+        .await
+        .map_err(|e| ReadError::Task(format!("asking for topic metadata: {e}")))?
+    }
+
     /// Whether every partition is read to its end.
     pub fn is_done(&self) -> bool {
         self.remaining.is_empty()

@@ -3,10 +3,17 @@
 //! again, and move the progress only past what is finished.
 //!
 //! Guarantees and their limits:
-//! - *At least once.* A dead letter's progress is committed only after Kafka
-//!   acknowledged its republished record (idempotent producer, `acks=all`).
-//!   A crash between the acknowledgement and the commit replays it again
-//!   next run; receivers de-duplicate on the unchanged GUID (`ETag`).
+//! - *Once, on purpose.* Every republished dead letter is recorded in the
+//!   replay ledger ([`crate::dlq::tools::ledger`]) after Kafka acknowledged
+//!   it; a later run skips what the ledger holds — with `--from-beginning`
+//!   or another progress group too — unless `--again`, and says how many it
+//!   skipped.
+//! - *At least once.* A dead letter's progress and its ledger entry are
+//!   written only after Kafka acknowledged its republished record
+//!   (idempotent producer, `acks=all`). A crash between the acknowledgement
+//!   and the ledger write replays it again next run (at most the records in
+//!   flight, [`MAX_IN_FLIGHT`]); receivers de-duplicate on the unchanged
+//!   GUID (`ETag`).
 //! - *Progress* lives in a consumer group of its own
 //!   (`cpn-dlq-replay.<dlq topic>` unless `--progress-group`), committed by
 //!   explicit assignment — no group membership, the relay's group is never
@@ -33,11 +40,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::time::MissedTickBehavior;
 
 use crate::dlq::record::DeadLetterView;
 use crate::dlq::tools::filter::{Filter, rate_interval};
+use crate::dlq::tools::ledger::{self, Entry, Ledger, LedgerError};
 use crate::dlq::tools::read::{DlqReader, KafkaOptions, ReadError, Start};
 use crate::dlq::tools::replay::{Plan, plan};
 
@@ -45,6 +53,9 @@ use crate::dlq::tools::replay::{Plan, plan};
 pub const MAX_IN_FLIGHT: usize = 1000;
 /// How long one republished record may wait for Kafka's acknowledgement.
 pub const PRODUCE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Dead letters skipped as already replayed that are named one by one; the
+/// rest are counted.
+pub const LISTED_ALREADY_REPLAYED: u64 = 20;
 
 /// What `replay` was asked to do.
 #[derive(Debug, Clone)]
@@ -67,6 +78,10 @@ pub struct ReplayOptions {
     pub progress_group: String,
     /// `--from-beginning`: ignore the recorded progress.
     pub from_beginning: bool,
+    /// The replay ledger topic.
+    pub ledger_topic: String,
+    /// `--again`: replay dead letters the ledger says were replayed.
+    pub again: bool,
     /// Draw a progress bar on stderr.
     pub progress_bar: bool,
 }
@@ -104,6 +119,8 @@ pub struct ReplaySummary {
     pub replayed: u64,
     /// Stopped by the loop guard.
     pub skipped: Vec<Skipped>,
+    /// Skipped because the ledger says they were replayed already.
+    pub already_replayed: u64,
     /// Could not be republished (the run stopped at the first).
     pub failed: Vec<Failed>,
     /// `--limit` was reached before the end of the topic.
@@ -122,10 +139,12 @@ impl ReplaySummary {
         } else {
             "replayed"
         };
+        let loop_guard = self.skipped.len() as u64;
         let mut s = format!(
-            "{verb} {}, skipped {} (loop guard), failed {}; examined {} dead letter{}, {} matched the filters",
+            "{verb} {}, skipped {} ({} already replayed, {loop_guard} loop guard), failed {}; examined {} dead letter{}, {} matched the filters",
             self.replayed,
-            self.skipped.len(),
+            self.already_replayed + loop_guard,
+            self.already_replayed,
             self.failed.len(),
             self.examined,
             if self.examined == 1 { "" } else { "s" },
@@ -150,6 +169,9 @@ pub enum ReplayError {
     /// Reading the dead-letter topic or committing progress failed.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// The replay ledger could not be read or created.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
     /// An option is unusable.
     #[error("{option}: {problem}")]
     Invalid {
@@ -170,8 +192,8 @@ pub enum ReplayError {
 enum Outcome {
     /// Nothing to send (filtered out, loop guard, dry run).
     Nothing,
-    /// Sent; Kafka's acknowledgement pending.
-    Sent(DeliveryFuture),
+    /// Sent; Kafka's acknowledgement, then the ledger entry's, pending.
+    Sent(tokio::task::JoinHandle<Result<(), String>>),
     /// Could not be sent.
     Failed(String),
 }
@@ -245,7 +267,7 @@ impl Progress {
                 Outcome::Failed(e) => Err(std::mem::take(e)),
                 Outcome::Sent(f) => match f.now_or_never() {
                     None => return,
-                    Some(r) => delivery_result(r),
+                    Some(r) => joined(r),
                 },
             };
             if let Some(p) = self.inflight.pop_front() {
@@ -267,17 +289,25 @@ impl Progress {
         let result = match &mut p.outcome {
             Outcome::Nothing => Ok(false),
             Outcome::Failed(e) => Err(std::mem::take(e)),
-            Outcome::Sent(f) => delivery_result(f.await),
+            Outcome::Sent(f) => joined(f.await),
         };
         self.settled(reader, p, result, summary, bar);
     }
 }
 
-fn delivery_result(r: Result<OwnedDeliveryResult, Canceled>) -> Result<bool, String> {
+fn delivery_result(r: Result<OwnedDeliveryResult, Canceled>) -> Result<(), String> {
     match r {
-        Ok(Ok(_)) => Ok(true),
+        Ok(Ok(_)) => Ok(()),
         Ok(Err((e, _))) => Err(format!("kafka did not acknowledge the record: {e}")),
         Err(_) => Err("the producer went away before acknowledging the record".to_owned()),
+    }
+}
+
+fn joined(r: Result<Result<(), String>, tokio::task::JoinError>) -> Result<bool, String> {
+    match r {
+        Ok(Ok(())) => Ok(true),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(format!("the republishing task ended early: {e}")),
     }
 }
 
@@ -345,6 +375,21 @@ pub async fn replay(
         }
         topics.insert(to.clone(), true);
     }
+    if opts.ledger_topic == opts.dlq_topic || opts.to.as_deref() == Some(&opts.ledger_topic) {
+        return Err(ReplayError::Invalid {
+            option: "--ledger-topic",
+            problem: format!(
+                "{} is also the {} topic",
+                opts.ledger_topic,
+                if opts.ledger_topic == opts.dlq_topic {
+                    "dead-letter"
+                } else {
+                    "--to"
+                }
+            ),
+        });
+    }
+    let ledger = Ledger::load(kafka, &opts.ledger_topic, &reader, !opts.dry_run).await?;
     let producer = if opts.dry_run {
         None
     } else {
@@ -386,7 +431,39 @@ pub async fn replay(
         summary.examined += 1;
         bar.inc(1);
         let mut outcome = Outcome::Nothing;
-        if opts.filter.matches(&dl) {
+        let already = if opts.again {
+            None
+        } else {
+            ledger.replayed(&dl)
+        };
+        if let (true, Some(e)) = (opts.filter.matches(&dl), already) {
+            summary.matched += 1;
+            summary.already_replayed += 1;
+            if summary.already_replayed <= LISTED_ALREADY_REPLAYED {
+                let line = format!(
+                    "{} {} (guid {}): already replayed{}{} (ledger {})",
+                    if opts.dry_run {
+                        "would skip"
+                    } else {
+                        "skipped"
+                    },
+                    dl.coordinates(),
+                    dl.guid().unwrap_or("-"),
+                    if e.replayed_to.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" to {}", e.replayed_to)
+                    },
+                    if e.replayed_at.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" at {}", e.replayed_at)
+                    },
+                    ledger.topic()
+                );
+                bar.suspend(|| eprintln!("{line}"));
+            }
+        } else if opts.filter.matches(&dl) {
             summary.matched += 1;
             match plan(&dl, &opts.dlq_topic, opts.to.as_deref(), opts.max_replays) {
                 Plan::LoopGuard { replays } => {
@@ -443,11 +520,22 @@ pub async fn replay(
                                     if let Some(p) = pacer.as_mut() {
                                         p.tick().await;
                                     }
+                                    let entry = Entry::replayed(&dl, &topic, ledger.at(&dl));
+                                    let record = LedgerRecord {
+                                        topic: ledger.topic().to_owned(),
+                                        key: ledger::key(
+                                            &opts.dlq_topic,
+                                            dl.partition(),
+                                            dl.offset(),
+                                        ),
+                                        value: entry.to_json(),
+                                    };
                                     send(
                                         producer,
                                         &dl,
                                         &topic,
                                         &headers,
+                                        record,
                                         &reader,
                                         &mut progress,
                                         &mut summary,
@@ -481,10 +569,39 @@ pub async fn replay(
         progress.settle_front(&reader, &mut summary, &bar).await;
     }
     bar.finish_and_clear();
+    if summary.already_replayed > LISTED_ALREADY_REPLAYED {
+        eprintln!(
+            "... and {} more already replayed (not listed)",
+            summary.already_replayed - LISTED_ALREADY_REPLAYED
+        );
+    }
     if !opts.dry_run {
         reader.commit_sync(&progress.positions).await?;
     }
     Ok(summary)
+}
+
+/// Writes the ledger entry of a republished (and acknowledged) record and
+/// waits for Kafka's acknowledgement.
+async fn record_replay(producer: &FutureProducer, ledger: &LedgerRecord) -> Result<(), String> {
+    let failed = |e: &dyn std::fmt::Display| {
+        format!(
+            "republished, but recording it in the replay ledger {} failed: {e}; a later replay sends it again",
+            ledger.topic
+        )
+    };
+    loop {
+        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&ledger.topic)
+            .key(ledger.key.as_str())
+            .payload(ledger.value.as_slice());
+        match producer.send_result(record) {
+            Ok(f) => return delivery_result(f.await).map_err(|e| failed(&e)),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err((e, _)) => return Err(failed(&e)),
+        }
+    }
 }
 
 /// Why `topic` cannot take replayed records, if it cannot (asked once per topic).
@@ -510,15 +627,24 @@ async fn destination_problem(
     Ok((!exists).then(|| format!("destination topic {topic} does not exist; pass --to")))
 }
 
+/// The ledger record written once a republished record is acknowledged.
+struct LedgerRecord {
+    topic: String,
+    key: String,
+    value: Vec<u8>,
+}
+
 /// Enqueues the original record (enqueue order = read order, which keeps a
 /// chain's order); when librdkafka's queue is full, settles sent records to
-/// make room.
+/// make room. The returned task waits for Kafka's acknowledgement, then
+/// writes `ledger` and waits for that acknowledgement too.
 #[allow(clippy::too_many_arguments)]
 async fn send(
     producer: &FutureProducer,
     dl: &DeadLetterView,
     topic: &str,
     headers: &[(String, Option<Vec<u8>>)],
+    ledger: LedgerRecord,
     reader: &DlqReader,
     progress: &mut Progress,
     summary: &mut ReplaySummary,
@@ -540,7 +666,13 @@ async fn send(
             record = record.payload(v);
         }
         match producer.send_result(record) {
-            Ok(f) => return Outcome::Sent(f),
+            Ok(f) => {
+                let producer = producer.clone();
+                return Outcome::Sent(tokio::spawn(async move {
+                    delivery_result(f.await)?;
+                    record_replay(&producer, &ledger).await
+                }));
+            }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 if progress.inflight.is_empty() {
                     tokio::time::sleep(Duration::from_millis(10)).await;
