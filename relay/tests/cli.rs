@@ -62,6 +62,25 @@ fn check_config_names_the_wrong_key() {
 }
 
 #[test]
+fn check_config_names_the_flag_or_variable_that_set_a_bad_value() {
+    let out = relay()
+        .args(["check-config", "--target-url", "crm.example.com/hook"])
+        .env("CPN_RETRY_MAX_ATTEMPTS", "0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("target.url (set by --target-url): not a URL"),
+        "{err}"
+    );
+    assert!(
+        err.contains("retry.max_attempts (set by CPN_RETRY_MAX_ATTEMPTS): must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_config_names_an_unknown_key() {
     let p = write(
         "unknown.toml",

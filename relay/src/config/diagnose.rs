@@ -72,6 +72,7 @@ pub(super) fn read_file<T: DeserializeOwned>(file: &str, text: &str) -> Result<T
     let de = toml::de::Deserializer::parse(text).map_err(|e| syntax_error(file, text, &e))?;
     serde_path_to_error::deserialize::<_, T>(de).map_err(|e| {
         let mut key = key_of(&e.path().to_string(), e.inner().message());
+        let mut refined = false;
         // A tagged section (target.auth) reports a bad secret at the table:
         // name the key holding it.
         if e.inner().message().contains("untagged enum SecretSource")
@@ -79,17 +80,79 @@ pub(super) fn read_file<T: DeserializeOwned>(file: &str, text: &str) -> Result<T
             && let Some(k) = bad_secret_in(text, &table)
         {
             key = Some(format!("{table}.{k}"));
+            refined = true;
+        }
+        // A tagged section reports a wrong type at the table too: name the
+        // one key in it holding a value of the type found.
+        if let Some(found) = found_in(e.inner().message())
+            && let Some(table) = key.clone()
+            && let Some(k) = key_with_value(text, &table, found)
+        {
+            key = Some(format!("{table}.{k}"));
+            refined = true;
+        }
+        // A required key missing (a tagged table's `kind`) next to a key
+        // that looks like a misspelling of it: name that one.
+        let mut message = e.inner().message().to_owned();
+        if let Some(field) = missing_field(&message).map(str::to_owned)
+            && let Some(table) = key.clone()
+            && let Some(k) = misspelled_in(text, &table, &field)
+        {
+            message = format!("missing key {field}; is {k} a misspelling of it?");
+            key = Some(format!("{table}.{k}"));
+            refined = true;
         }
         // An unknown key is shown where it is written (toml points at its
         // table); tagged sections (target.auth) lose toml's span: find the key.
         let written = || key.as_deref().and_then(|k| span_of_key(text, k));
-        let span = if unknown_field(e.inner().message()).is_some() {
+        let span = if refined || unknown_field(e.inner().message()).is_some() {
             written().or_else(|| e.inner().span())
         } else {
             e.inner().span().or_else(written)
         };
-        file_error(file, text, span, key.as_deref(), e.inner().message())
+        file_error(file, text, span, key.as_deref(), &message)
     })
+}
+
+/// `missing field `x`` → `x`.
+fn missing_field(message: &str) -> Option<&str> {
+    let rest = message.trim().strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(f, _)| f)
+}
+
+/// In table `table`, a key that is not `field` but close to it: one
+/// starting with it (`kind_a`), or at most two edits away (`knid`).
+fn misspelled_in(text: &str, table: &str, field: &str) -> Option<String> {
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some(h) = table_header(line) {
+            inside = h == table;
+        } else if inside && let Some((k, _)) = line.split_once('=') {
+            let k = k.trim().trim_matches('"');
+            if k != field && (k.starts_with(field) || edits(k, field) <= 2) {
+                return Some(k.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// Levenshtein distance, in characters.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            prev = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 /// The dotted key written on the line holding byte `at`.
@@ -119,27 +182,84 @@ fn table_header(line: &str) -> Option<String> {
     Some(inner[..end].trim().to_owned())
 }
 
-/// In table `table`, the key whose value is an inline table that is not a
-/// secret's `{ env = .. }` or `{ file = .. }`.
+/// Keys of tagged sections that hold a secret (`SecretSource`).
+const SECRET_KEYS: &[&str] = &["password", "client_secret"];
+
+/// In table `table`, the key whose value is not a secret: an inline table
+/// that is not `{ env = .. }` or `{ file = .. }`, or anything but a string
+/// under a key that holds a secret.
 fn bad_secret_in(text: &str, table: &str) -> Option<String> {
+    let is_secret = |v: &toml::Value| match v {
+        toml::Value::String(_) => true,
+        toml::Value::Table(t) => {
+            t.len() == 1
+                && (t.get("env").is_some_and(toml::Value::is_str)
+                    || t.get("file").is_some_and(toml::Value::is_str))
+        }
+        _ => false,
+    };
     let mut inside = false;
     for line in text.lines() {
         if let Some(h) = table_header(line) {
             inside = h == table;
-        } else if inside && let Some((k, v)) = line.split_once('=') {
-            let v = v.trim();
-            let inner = v.strip_prefix('{').map(|r| r.trim_start());
-            if let Some(inner) = inner
-                && !(inner.starts_with("env ")
-                    || inner.starts_with("env=")
-                    || inner.starts_with("file ")
-                    || inner.starts_with("file="))
-            {
-                return Some(k.trim().trim_matches('"').to_owned());
+        } else if inside && let Some((k, _)) = line.split_once('=') {
+            let key = k.trim().trim_matches('"');
+            let Some((_, v)) = toml::from_str::<toml::Table>(line)
+                .ok()
+                .and_then(|t| t.into_iter().next())
+            else {
+                continue;
+            };
+            if (v.is_table() || SECRET_KEYS.contains(&key)) && !is_secret(&v) {
+                return Some(key.to_owned());
             }
         }
     }
     None
+}
+
+/// What an `invalid type: FOUND, expected …` message found.
+fn found_in(message: &str) -> Option<&str> {
+    let rest = message.trim().strip_prefix("invalid type: ")?;
+    rest.rsplit_once(", expected ").map(|(found, _)| found)
+}
+
+/// In table `table` (a table header `[table]` written in `text`), the one
+/// key whose value is what serde `found` (`integer \`5\``, `string "x"`,
+/// `sequence`, ...); `None` when no key or several keys match.
+fn key_with_value(text: &str, table: &str, found: &str) -> Option<String> {
+    let matches = |v: &toml::Value| match v {
+        toml::Value::Integer(i) => found == format!("integer `{i}`"),
+        toml::Value::Float(f) => found
+            .strip_prefix("floating point `")
+            .and_then(|r| r.strip_suffix('`'))
+            .and_then(|r| r.parse::<f64>().ok())
+            .is_some_and(|x| x.to_bits() == f.to_bits()),
+        toml::Value::Boolean(b) => found == format!("boolean `{b}`"),
+        toml::Value::String(s) => found == format!("string {s:?}"),
+        toml::Value::Array(_) => found == "sequence",
+        toml::Value::Table(_) => found == "map",
+        toml::Value::Datetime(_) => false,
+    };
+    let mut inside = false;
+    let mut hits = Vec::new();
+    for line in text.lines() {
+        if let Some(h) = table_header(line) {
+            inside = h == table;
+        } else if inside && let Some((k, _)) = line.split_once('=') {
+            let parsed = toml::from_str::<toml::Table>(line).ok();
+            if parsed
+                .and_then(|t| t.into_iter().next())
+                .is_some_and(|(_, v)| matches(&v))
+            {
+                hits.push(k.trim().trim_matches('"').to_owned());
+            }
+        }
+    }
+    match hits.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
 }
 
 /// Where key `dotted` (`target.auth.client_id`) is written in `text`.
@@ -229,6 +349,10 @@ pub(super) fn in_words(message: &str) -> String {
                 keys.replace('`', "")
             ),
             None => match m.split_once(", expected ") {
+                Some((_, keys)) if keys.contains(" or ") => format!(
+                    "unknown key {f}; the keys here are {}",
+                    keys.replace('`', "")
+                ),
                 Some((_, key)) => format!(
                     "unknown key {f}; the only key here is {}",
                     key.replace('`', "")
@@ -329,6 +453,63 @@ mod tests {
             in_words("data did not match any variant of untagged enum SecretSource")
                 .contains("{ env = ")
         );
+    }
+
+    #[test]
+    fn a_wrong_type_in_a_tagged_table_is_found_by_its_value() {
+        let text = "[target.auth]\nkind = \"oauth2\"\nclient_id = 5\nscope = \"a\"\n\
+                    ratio = 1.0\nlist = [1]\n[retry]\nmax_attempts = 5\n";
+        let t = "target.auth";
+        assert_eq!(
+            key_with_value(text, t, "integer `5`").as_deref(),
+            Some("client_id")
+        );
+        assert_eq!(
+            key_with_value(text, t, "string \"a\"").as_deref(),
+            Some("scope")
+        );
+        assert_eq!(
+            key_with_value(text, t, "floating point `1.0`").as_deref(),
+            Some("ratio")
+        );
+        assert_eq!(
+            key_with_value(text, t, "floating point `1`").as_deref(),
+            Some("ratio")
+        );
+        assert_eq!(key_with_value(text, t, "sequence").as_deref(), Some("list"));
+        assert_eq!(
+            key_with_value(text, t, "integer `7`"),
+            None,
+            "no such value"
+        );
+        assert_eq!(key_with_value(text, "retry", "integer `9`"), None);
+        let two = "[t]\na = 1\nb = 1\n";
+        assert_eq!(key_with_value(two, "t", "integer `1`"), None, "ambiguous");
+        assert_eq!(
+            found_in("invalid type: integer `5`, expected a string"),
+            Some("integer `5`")
+        );
+    }
+
+    #[test]
+    fn a_misspelt_required_key_is_found() {
+        let text = "[target.auth]\nknid = \"basic\"\nusername = \"u\"\n";
+        assert_eq!(
+            misspelled_in(text, "target.auth", "kind").as_deref(),
+            Some("knid")
+        );
+        let text = "[target.auth]\nkind_x = \"basic\"\n";
+        assert_eq!(
+            misspelled_in(text, "target.auth", "kind").as_deref(),
+            Some("kind_x")
+        );
+        let text = "[target.auth]\nusername = \"u\"\n";
+        assert_eq!(misspelled_in(text, "target.auth", "kind"), None);
+        assert_eq!(
+            (edits("kind", "knid"), edits("", "ab"), edits("abc", "abc")),
+            (2, 2, 0)
+        );
+        assert_eq!(missing_field("missing field `kind`"), Some("kind"));
     }
 
     #[test]

@@ -113,16 +113,20 @@ pub const ENV_OF_OTHER_TOOLS: &[&str] = &[
 /// Who set `key` (`retry.max_attempts`): its environment variable when one
 /// is set, else the file.
 pub(super) fn blame(key: &str, env: &BTreeMap<String, String>, file: &str) -> String {
-    let mut parts = key.splitn(2, '.');
-    if let (Some(section), Some(rest)) = (parts.next(), parts.next()) {
-        let var = format!(
-            "CPN_{}_{}",
-            section.to_ascii_uppercase(),
-            rest.replace('.', "_").to_ascii_uppercase()
-        );
-        if env.contains_key(&var) {
-            return format!("environment variable {var} (sets {key})");
-        }
+    match variable_for(key, env) {
+        Some(var) => format!("environment variable {var} (sets {key})"),
+        None => format!("{file}: {key}"),
     }
-    format!("{file}: {key}")
+}
+
+/// The environment variable that set `key` (`retry.max_attempts` →
+/// `CPN_RETRY_MAX_ATTEMPTS`), if one is set.
+pub(super) fn variable_for(key: &str, env: &BTreeMap<String, String>) -> Option<String> {
+    let (section, rest) = key.split_once('.')?;
+    let var = format!(
+        "CPN_{}_{}",
+        section.to_ascii_uppercase(),
+        rest.replace('.', "_").to_ascii_uppercase()
+    );
+    env.contains_key(&var).then_some(var)
 }

@@ -33,6 +33,36 @@ pub struct Overrides {
     pub json_logs: bool,
 }
 
+impl Overrides {
+    /// The flag that set the key at `path` (`kafka.topic` → `--topic`,
+    /// `target.headers.X-Key` → `--header`), if a flag did.
+    pub(super) fn flag_for(&self, path: &str) -> Option<&'static str> {
+        let set = |v: &Option<String>, flag| v.is_some().then_some(flag);
+        match path {
+            "kafka.brokers" => set(&self.brokers, "--brokers"),
+            "kafka.topic" => set(&self.topic, "--topic"),
+            "kafka.group" => set(&self.group, "--group"),
+            "kafka.instance_id" => set(&self.instance_id, "--instance-id"),
+            "kafka.group_protocol" => set(&self.group_protocol, "--group-protocol"),
+            "kafka.dlq_topic" => set(&self.dlq_topic, "--dlq-topic"),
+            "target.url" => set(&self.target_url, "--target-url"),
+            "observability.metrics_listen" => set(&self.metrics_listen, "--metrics-listen"),
+            _ => {
+                if let Some(name) = path.strip_prefix("target.headers.") {
+                    let named = |h: &String| {
+                        h.split_once(':')
+                            .is_some_and(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+                    };
+                    return self.headers.iter().any(named).then_some("--header");
+                }
+                let key = path.strip_prefix("kafka.properties.")?;
+                let named = |kv: &String| kv.split_once('=').is_some_and(|(k, _)| k.trim() == key);
+                self.kafka_properties.iter().any(named).then_some("-X")
+            }
+        }
+    }
+}
+
 impl RelayConfig {
     pub(super) fn apply_flags(&mut self, f: &Overrides) -> Vec<ConfigProblem> {
         let mut problems = vec![];

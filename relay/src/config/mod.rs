@@ -109,7 +109,18 @@ impl RelayConfig {
                 }
             };
         problems.extend(config.apply_flags(flags));
-        problems.extend(config.validate());
+        // A value that is wrong says where it came from when that was not
+        // the file: the flag or the environment variable that set it.
+        problems.extend(config.validate().into_iter().map(|mut p| {
+            if let Some(source) = flags
+                .flag_for(&p.path)
+                .map(str::to_owned)
+                .or_else(|| env::variable_for(&p.path, env))
+            {
+                p.path = format!("{} (set by {source})", p.path);
+            }
+            p
+        }));
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -318,6 +329,42 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_value_names_the_flag_or_variable_that_set_it() {
+        // The same bad values from flags and from the environment: each
+        // problem says which one set it, not only the key.
+        let flags = Overrides {
+            target_url: Some("not a url".into()),
+            topic: Some(String::new()),
+            headers: vec!["content-type: text/plain".into()],
+            kafka_properties: vec!["enable.auto.commit=true".into()],
+            metrics_listen: Some("nowhere".into()),
+            ..Overrides::default()
+        };
+        let env = [
+            ("CPN_RETRY_MAX_ATTEMPTS", "0"),
+            ("CPN_KAFKA_GROUP", ""),
+            ("CPN_TARGET_URL", "http://env-loses/"),
+        ];
+        let p = problems(load("[retry]\nmultiplier = 0.5\n", &env, flags).unwrap_err());
+        for want in [
+            "target.url (set by --target-url): not a URL",
+            "kafka.topic (set by --topic):",
+            "target.headers.content-type (set by --header):",
+            "kafka.properties.enable.auto.commit (set by -X):",
+            "observability.metrics_listen (set by --metrics-listen):",
+            "retry.max_attempts (set by CPN_RETRY_MAX_ATTEMPTS): must be at least 1",
+            "kafka.group (set by CPN_KAFKA_GROUP):",
+            // What the file set is named as before.
+            "retry.multiplier:",
+        ] {
+            assert!(
+                p.iter().any(|p| p.starts_with(want)),
+                "missing {want} in {p:?}"
+            );
+        }
+    }
+
+    #[test]
     fn env_overrides_file_and_flags_override_env() {
         let text = "[target]\nurl = \"http://file/\"\n[retry]\nmax_attempts = 3\n";
         let env = [
@@ -413,6 +460,16 @@ mod tests {
                 ),
                 "target.auth.password: expected a secret",
             ),
+            (
+                format!(
+                    "{base}[target.auth]\nkind = \"oauth2\"\ntoken_url = \"http://t/\"\nclient_id = 5\n"
+                ),
+                "relay.toml:6:1: target.auth.client_id: expected a string in quotes, found the number 5\n  |\n6 | client_id = 5",
+            ),
+            (
+                format!("{base}[target.auth]\nkind = \"basic\"\nusername = \"u\"\nextra = 1\n"),
+                "relay.toml:6:1: target.auth.extra: unknown key extra; the keys here are username or password",
+            ),
         ] {
             let shown = load_error(&text, &[]);
             assert!(
@@ -467,6 +524,10 @@ mod tests {
         ("target", "user_agent", "\"OCS/8.1.528.15\""),
         ("target", "title_case_headers", "false"),
         ("target.tls", "min_version", "\"1.2\""),
+        ("target.auth", "kind", "\"oauth2\""),
+        ("target.auth", "token_url", "\"http://t/\""),
+        ("target.auth", "client_id", "\"c\""),
+        ("target.auth", "client_secret", "\"s\""),
         ("retry", "max_attempts", "5"),
         ("circuit", "failure_threshold", "5"),
         ("observability", "json_logs", "false"),
@@ -615,8 +676,9 @@ mod tests {
         ];
         let p = problems(load(text, &env, Overrides::default()).unwrap_err());
         assert!(
-            p.iter()
-                .any(|p| p.starts_with("kafka.instance_id: is not supported with")),
+            p.iter().any(|p| p.starts_with(
+                "kafka.instance_id (set by CPN_KAFKA_INSTANCE_ID): is not supported with"
+            )),
             "static membership with KIP-848 is refused: {p:?}"
         );
         let c = load(text, &env[..1], Overrides::default()).unwrap();
@@ -652,8 +714,10 @@ mod tests {
             };
             let p = problems(load("[target]\nurl=\"http://x/\"\n", &[], flags).unwrap_err());
             assert!(
-                p.iter()
-                    .any(|p| p.starts_with("kafka.instance_id:") && p.contains(want)),
+                p.iter().any(
+                    |p| p.starts_with("kafka.instance_id (set by --instance-id):")
+                        && p.contains(want)
+                ),
                 "{id:?}: {p:?}"
             );
         }
@@ -667,7 +731,8 @@ mod tests {
             .unwrap_err(),
         );
         assert!(
-            p.iter().any(|p| p.starts_with("kafka.instance_id: longer")),
+            p.iter()
+                .any(|p| p.starts_with("kafka.instance_id (set by CPN_KAFKA_INSTANCE_ID): longer")),
             "{p:?}"
         );
         let flags = Overrides {
