@@ -185,3 +185,20 @@ fn bad_options_are_usage_errors_naming_the_option() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rate"));
 }
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    // A log collector (kubectl logs, journald) keeps escape codes verbatim.
+    let out = Command::new(BIN)
+        .args(["generate", "-n", "1", "--seed", "1"])
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("generating events"), "a log line: {err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in {err:?}");
+}

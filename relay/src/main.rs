@@ -110,12 +110,20 @@ fn init_logging(json: bool) {
     let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// Colours in text logs only on a terminal, and not with `NO_COLOR`: a log
+/// collector (`kubectl logs`, journald, a file) would keep the escape codes.
+fn colours() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The log filter: `RUST_LOG` (default `info,rdkafka=warn`), with the

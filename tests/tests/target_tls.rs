@@ -419,3 +419,77 @@ async fn nginx_demanding_a_client_certificate_does_not_empty_the_backlog() -> Re
     server.start_kill()?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_certificate_is_one_warn_from_cpn_per_attempt_not_a_dependencys_error()
+-> Result<()> {
+    // The binary at its default log level: before, rustls_platform_verifier
+    // logged an ERROR line of its own on every failed handshake.
+    let s = fixture(1).await?;
+    let pki = Pki::new()?;
+    let server = HttpsServer::start(&pki, Options::default()).await?;
+    let mut relay = cpn_e2e::ledger::relay_command(&s.brokers, &s.topic, &s.group, &server.url())?
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning cpn-relay")?;
+    let (guid, body) = event("list-tls-log", 2, 0);
+    produce(
+        &producer(&s.brokers)?,
+        &s.topic,
+        "list-tls-log:2",
+        Some(&guid),
+        &body,
+    )
+    .await?;
+    wait_for("3 refused handshakes", WAIT, || async {
+        (server.failed_handshakes().len() >= 3).then_some(())
+    })
+    .await?;
+    cpn_e2e::ledger::signal(&relay, "TERM")?;
+    let mut stderr = String::new();
+    let mut pipe = relay.stderr.take().context("relay stderr")?;
+    tokio::time::timeout(WAIT, async {
+        use tokio::io::AsyncReadExt;
+        pipe.read_to_string(&mut stderr).await
+    })
+    .await
+    .context("the relay did not stop")??;
+    relay.wait().await?;
+    let attempts = server.failed_handshakes().len();
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in a log written to a pipe:\n{stderr:?}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        !lines.iter().any(|l| l.contains("rustls_platform_verifier")),
+        "a dependency's line in the relay's log:\n{stderr}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.contains("ERROR")),
+        "a refused certificate is not an ERROR:\n{stderr}"
+    );
+    let warns = lines
+        .iter()
+        .filter(|l| l.contains("WARN") && l.contains("TLS with the target failed"))
+        .count();
+    assert!(
+        (1..=attempts).contains(&warns),
+        "one cpn WARN per failed attempt ({attempts} refused handshakes), got {warns}:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("TLS with the target failed") && l.contains("UnknownIssuer")),
+        "the WARN says why:\n{stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("circuit open, consumption paused")),
+        "the circuit's change is a WARN an operator reads:\n{stderr}"
+    );
+    Ok(())
+}

@@ -297,15 +297,15 @@ pub fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
         if s.is::<rustls::Error>() {
             return true;
         }
-        // `io::Error::source` skips the error it wraps, so look inside.
-        if let Some(io) = s.downcast_ref::<std::io::Error>()
-            && io
+        // `io::Error::source` skips the error it wraps (the source of that
+        // one is returned), so step into it instead: hyper wraps rustls's
+        // error in an io::Error inside another io::Error.
+        src = match s.downcast_ref::<std::io::Error>() {
+            Some(io) => io
                 .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-        {
-            return true;
-        }
-        src = s.source();
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => s.source(),
+        };
     }
     false
 }
@@ -618,5 +618,13 @@ mod tests {
         assert!(is_tls_failure(&io));
         let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert!(!is_tls_failure(&plain));
+        // As hyper hands it over: an io::Error wrapping an io::Error
+        // wrapping rustls's (the outer `source` skips the middle one).
+        let cert = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let inner = std::io::Error::new(std::io::ErrorKind::InvalidData, cert);
+        let outer = std::io::Error::other(inner);
+        assert!(is_tls_failure(&outer));
+        let nested_plain = std::io::Error::other(std::io::Error::other("no"));
+        assert!(!is_tls_failure(&nested_plain));
     }
 }
