@@ -765,10 +765,22 @@ mod tests {
 
     #[test]
     fn brokers_take_b_as_cpn_producer_does() {
-        let DlqCommand::Stats(s) = parse(&["stats", "-t", "D", "-b", "k:9093"]).unwrap() else {
-            panic!("not stats");
-        };
-        assert_eq!(s.topic.kafka.brokers, "k:9093");
+        for args in [
+            &["stats", "-t", "D", "-b", "k:9093"][..],
+            &["list", "-t", "D", "-b", "k:9093"],
+            &["show", "-t", "D", "-b", "k:9093", "0:1"],
+            &["export", "-t", "D", "-b", "k:9093"],
+            &["replay", "-t", "D", "-b", "k:9093"],
+        ] {
+            let brokers = match parse(args).unwrap() {
+                DlqCommand::Stats(a) => a.topic.kafka.brokers,
+                DlqCommand::List(a) => a.topic.kafka.brokers,
+                DlqCommand::Show(a) => a.topic.kafka.brokers,
+                DlqCommand::Export(a) => a.topic.kafka.brokers,
+                DlqCommand::Replay(a) => a.topic.kafka.brokers,
+            };
+            assert_eq!(brokers, "k:9093", "{args:?}");
+        }
     }
 
     #[test]
