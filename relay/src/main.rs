@@ -179,7 +179,8 @@ async fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckConfig(args) => match args.load() {
             Ok(config) => {
                 // What run would refuse at start, found without the network.
-                let offline = cpn_relay::target::client::offline_problems(&config.target);
+                let mut offline = cpn_relay::target::client::offline_problems(&config.target);
+                offline.extend(cpn_relay::kafka::preflight::offline_problems(&config));
                 if !offline.is_empty() {
                     eprintln!("invalid configuration:");
                     for p in offline {

@@ -215,3 +215,21 @@ fn check_config_never_panics_when_the_reader_goes_away() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains("rc=0"), "{err}");
 }
+
+#[test]
+fn check_config_checks_the_kafka_files_run_would_load() {
+    // librdkafka loads ssl.ca.location when its client is created: run
+    // refused this at start while check-config said it was valid.
+    let out = relay()
+        .args(["check-config", "--target-url", "http://x/"])
+        .args(["-X", "security.protocol=SSL"])
+        .args(["-X", "ssl.ca.location=/nonexistent/kafka-ca.pem"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("kafka.properties.ssl.ca.location: cannot read /nonexistent/kafka-ca.pem"),
+        "{err}"
+    );
+}

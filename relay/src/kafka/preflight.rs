@@ -51,6 +51,7 @@ use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 use tracing::{debug, info, warn};
 
 use crate::config::RelayConfig;
+use crate::config::problem::ConfigProblem;
 
 /// How long one request may wait before the check looks at the client's
 /// error events again: how late, at most, an authentication failure is
@@ -296,6 +297,56 @@ pub async fn reach(
     tokio::task::spawn_blocking(move || plan.reach())
         .await
         .map_err(|e| SetupError::Task(e.to_string()))?
+}
+
+/// What librdkafka refuses of the relay's Kafka settings, found without the
+/// network: the clients `run` creates are created here with no bootstrap
+/// servers, so certificate, key and CA files (`ssl.ca.location`,
+/// `ssl.certificate.location`, `ssl.key.location`, inline PEM, keystores)
+/// and unknown or malformed properties are checked as `run` checks them,
+/// and nothing is connected to.
+pub fn offline_problems(config: &RelayConfig) -> Vec<ConfigProblem> {
+    let plan = Plan::new(config);
+    let mut c = ClientConfig::new();
+    for (k, v) in &plan.properties {
+        c.set(k, v);
+    }
+    // No broker to connect to: creating the client only loads the settings.
+    c.set("bootstrap.servers", "");
+    match c.create::<BaseProducer>() {
+        Ok(_) => Vec::new(),
+        Err(e) => vec![settings_problem(&plan.properties, &e.to_string())],
+    }
+}
+
+/// librdkafka's refusal, at the property it names (`ssl.ca.location failed:
+/// …`, `No such configuration property: "x"`), with the reason a file
+/// cannot be read when a `*.location` names one (librdkafka says only
+/// `system lib`). Only paths are quoted back, never values of other keys.
+fn settings_problem(properties: &[(String, String)], text: &str) -> ConfigProblem {
+    let named = properties
+        .iter()
+        .filter(|(k, _)| {
+            text.contains(&format!("{k} failed")) || text.contains(&format!("\"{k}\""))
+        })
+        .max_by_key(|(k, _)| k.len());
+    let Some((key, value)) = named else {
+        return ConfigProblem {
+            path: "kafka.properties".into(),
+            problem: format!("librdkafka refused the settings: {text}"),
+        };
+    };
+    let unreadable = key
+        .ends_with(".location")
+        .then(|| std::fs::metadata(value).err())
+        .flatten();
+    ConfigProblem {
+        path: format!("kafka.properties.{key}"),
+        problem: match unreadable {
+            Some(io) => format!("cannot read {value}: {io} (librdkafka: {text})"),
+            None => format!("librdkafka refused it: {text}"),
+        },
+    }
 }
 
 /// When asking for a topic is done.
@@ -711,6 +762,31 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_refused_setting_is_named_with_why_its_file_cannot_be_read() {
+        let props = vec![
+            ("security.protocol".to_owned(), "SSL".to_owned()),
+            (
+                "ssl.ca.location".to_owned(),
+                "/nonexistent/ca.pem".to_owned(),
+            ),
+            ("ssl.key.password".to_owned(), "hunter2".to_owned()),
+        ];
+        let p = super::settings_problem(
+            &props,
+            "Client creation error: ssl.ca.location failed: error:05880002:x509 certificate routines::system lib",
+        );
+        assert_eq!(p.path, "kafka.properties.ssl.ca.location");
+        assert!(
+            p.problem
+                .starts_with("cannot read /nonexistent/ca.pem: No such file"),
+            "{p}"
+        );
+        let p = super::settings_problem(&props, "No such configuration property: \"nope\"");
+        assert_eq!(p.path, "kafka.properties");
+        assert!(!p.to_string().contains("hunter2"), "{p}");
+    }
+
     use super::*;
 
     #[test]
