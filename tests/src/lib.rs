@@ -458,6 +458,35 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Result<std::collections::BTree
     Ok(out)
 }
 
+/// The configuration values Kafka reports for `topic` (defaults included).
+///
+/// # Errors
+/// Kafka does not answer or does not know the topic.
+pub async fn topic_config(
+    brokers: &str,
+    topic: &str,
+) -> Result<std::collections::HashMap<String, String>> {
+    use rdkafka::admin::ResourceSpecifier;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .context("creating admin client")?;
+    let spec = ResourceSpecifier::Topic(topic);
+    let mut out = std::collections::HashMap::new();
+    for r in admin
+        .describe_configs([&spec], &AdminOptions::new())
+        .await?
+    {
+        let resource = r.map_err(|e| anyhow::anyhow!("describing {topic}: {e}"))?;
+        for e in resource.entries {
+            if let Some(v) = e.value {
+                out.insert(e.name, v);
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub mod broker;
 pub mod faults;
 pub mod ledger;

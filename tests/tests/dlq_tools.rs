@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 use cpn_e2e::relay::{RunningRelay, test_config};
 use cpn_e2e::{
     ReadRecord, bin_path, broker, committed, create_topic, end_offsets, event, produce, producer,
-    read_all, unique, wait_for,
+    read_all, topic_config, unique, wait_for,
 };
 use cpn_mock_crm::{Behavior, MockCrm};
 use cpn_relay::config::RelayConfig;
@@ -676,6 +676,7 @@ fn ledger_entries(b: &str, d: &str) -> Result<BTreeMap<String, Value>> {
         .collect()
 }
 
+/// A topic's configuration, key → value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Result<()> {
     // What the ledger is for: an operator runs the same replay twice, with
@@ -729,6 +730,17 @@ async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Res
         want.insert(key);
     }
     assert_eq!(entries.keys().cloned().collect::<BTreeSet<_>>(), want);
+    // The ledger the replay created: compacted and deleted with the dead
+    // letters' retention, as durable as the dead-letter topic.
+    let (ledger_config, dlq_config) = (
+        topic_config(b, &format!("{d}.replay-ledger")).await?,
+        topic_config(b, d).await?,
+    );
+    assert_eq!(ledger_config["cleanup.policy"], "compact,delete");
+    assert_eq!(ledger_config["unclean.leader.election.enable"], "false");
+    for k in ["retention.ms", "min.insync.replicas"] {
+        assert_eq!(ledger_config[k], dlq_config[k], "{k} copied from the DLQ");
+    }
 
     // The same command again, and with a fresh progress group: nothing sent,
     // the count of what was skipped said.
@@ -795,41 +807,51 @@ async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Res
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_the_ledger_cannot_record_fails_and_is_not_held_back() -> Result<()> {
+async fn a_replay_that_is_not_acknowledged_or_not_recorded_fails_and_is_not_held_back() -> Result<()>
+{
     // The ledger entry is written only after the republished record is
-    // acknowledged; when it cannot be written the run says so and exits 1,
-    // and a later run (with a working ledger) is not told it was replayed.
+    // acknowledged. A republish Kafka refuses leaves no entry; an entry the
+    // ledger refuses fails the run (exit 1). Either way the run stops, the
+    // progress stays before the record, and a later run sends it.
     use rdkafka::ClientConfig;
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::admin::TopicReplication;
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier};
     use rdkafka::client::DefaultClientContext;
     let w = world(picky()).await?;
     dead_lettered_known_set(&w).await?;
     let b = w.brokers.as_str();
     let d = w.dlq.as_str();
-    let broken = unique("ledger");
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", b).create()?;
-    // A ledger topic that refuses every entry: records of at most 1 byte.
-    let new = NewTopic::new(&broken, 1, TopicReplication::Fixed(1))
-        .set("cleanup.policy", "compact")
-        .set("max.message.bytes", "1");
-    for r in admin.create_topics([&new], &AdminOptions::new()).await? {
+    // Topics that refuse every record: at most 1 byte.
+    fn tiny(name: &str) -> NewTopic<'_> {
+        NewTopic::new(name, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "1")
+    }
+    let (refusing, broken) = (unique("refusing"), unique("ledger"));
+    for r in admin
+        .create_topics([&tiny(&refusing), &tiny(&broken)], &AdminOptions::new())
+        .await?
+    {
         r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
     }
+    let selected = ["replay", "-t", d, "--reason", "http_rejected"];
+    let ledger = format!("{d}.replay-ledger");
+
+    // 1. Kafka refuses the republished record: nothing enters the ledger.
+    let r = dlq(b, &[&selected[..], &["--to", &refusing]].concat()).await?;
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(
+        r.stderr.contains("kafka did not acknowledge the record"),
+        "{r:?}"
+    );
+    assert!(
+        read_all(b, &ledger)?.is_empty(),
+        "a refused republish is not recorded"
+    );
+
+    // 2. The republished record is acknowledged, its entry refused.
     let ends = end_offsets(b, &w.topic)?;
-    let r = dlq(
-        b,
-        &[
-            "replay",
-            "-t",
-            d,
-            "--reason",
-            "http_rejected",
-            "--ledger-topic",
-            &broken,
-        ],
-    )
-    .await?;
+    let r = dlq(b, &[&selected[..], &["--ledger-topic", &broken]].concat()).await?;
     assert_eq!(r.code, 1, "{r:?}");
     assert!(
         r.stderr
@@ -837,25 +859,30 @@ async fn a_replay_the_ledger_cannot_record_fails_and_is_not_held_back() -> Resul
             && r.stderr.contains(&broken),
         "{r:?}"
     );
-    let sent_once: i64 = end_offsets(b, &w.topic)?
+    let sent: i64 = end_offsets(b, &w.topic)?
         .iter()
         .map(|(p, e)| e - ends.get(p).copied().unwrap_or(0))
         .sum();
-    assert!(sent_once >= 1, "the first record was republished: {r:?}");
-    // Nothing is recorded as replayed: the default ledger sends them all.
-    let retry = ok(
-        b,
-        &[
-            "replay",
-            "-t",
-            d,
-            "--reason",
-            "http_rejected",
-            "--from-beginning",
-        ],
-    )
+    assert!(sent >= 1, "the first record was republished: {r:?}");
+    assert!(read_all(b, &broken)?.is_empty(), "nothing recorded");
+
+    // 3. The ledger takes entries again: the same command, without
+    // --from-beginning, sends all three (the progress stayed before them)
+    // and records them.
+    let mut fix = AlterConfig::new(ResourceSpecifier::Topic(&broken));
+    fix = fix.set("max.message.bytes", "1048588");
+    for r in admin.alter_configs([&fix], &AdminOptions::new()).await? {
+        r.map_err(|(t, e)| anyhow::anyhow!("altering {t:?}: {e}"))?;
+    }
+    let retry = wait_for("the ledger to take entries", WAIT, || async {
+        let r = dlq(b, &[&selected[..], &["--ledger-topic", &broken]].concat())
+            .await
+            .ok()?;
+        (r.code == 0).then_some(r)
+    })
     .await?;
     assert!(retry.stdout.contains("replayed 3,"), "{retry:?}");
+    assert_eq!(read_all(b, &broken)?.len(), 3, "each recorded once");
     Ok(())
 }
 

@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use anyhow::{Result, ensure};
-use cpn_e2e::{broker, end_offsets, unique};
+use cpn_e2e::{broker, end_offsets, topic_config, unique};
 
 fn topics(brokers: &str, args: &[&str]) -> Result<std::process::Output> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/topics");
@@ -50,6 +50,14 @@ fn topics_are_created_once_with_their_settings_and_a_dry_run_creates_nothing() -
         ensure!(
             end_offsets(&brokers, &format!("{dlq}.replay-ledger"))?.len() == 1,
             "{run}: the replay ledger, one partition"
+        );
+        let ledger = tokio::runtime::Runtime::new()?
+            .block_on(topic_config(&brokers, &format!("{dlq}.replay-ledger")))?;
+        let dlq_config = tokio::runtime::Runtime::new()?.block_on(topic_config(&brokers, &dlq))?;
+        ensure!(
+            ledger.get("cleanup.policy").map(String::as_str) == Some("compact,delete")
+                && ledger.get("retention.ms") == dlq_config.get("retention.ms"),
+            "{run}: the ledger is compacted and kept as long as the DLQ: {ledger:?}"
         );
     }
     let bad = topics(&brokers, &["--topic", &topic, "--min-insync-replicas", "4"])?;

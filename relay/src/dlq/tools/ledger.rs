@@ -23,10 +23,10 @@
 //! deleted and created again, offsets restarted) is not the one replayed:
 //! the entry is stale and does not hold it back.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::{Deserialize, Serialize};
@@ -98,6 +98,10 @@ pub struct Ledger {
     topic: String,
     dlq_topic: String,
     entries: HashMap<(i32, i64), Entry>,
+    /// Partition → offsets `start..end` the run reads; entries outside are
+    /// not kept (the ledger keeps entries of dead letters retention already
+    /// deleted, and of ones before the run's progress). `None`: keep all.
+    keep: Option<BTreeMap<i32, (i64, i64)>>,
 }
 
 impl Ledger {
@@ -107,6 +111,7 @@ impl Ledger {
             topic: topic.to_owned(),
             dlq_topic: dlq_topic.to_owned(),
             entries: HashMap::new(),
+            keep: None,
         }
     }
 
@@ -134,6 +139,13 @@ impl Ledger {
         else {
             return;
         };
+        if let Some(keep) = &self.keep
+            && !keep
+                .get(&at.0)
+                .is_some_and(|(start, end)| (*start..*end).contains(&at.1))
+        {
+            return;
+        }
         match value {
             None => {
                 self.entries.remove(&at);
@@ -168,10 +180,10 @@ impl Ledger {
         self.entries.get(&(dl.partition(), dl.offset()))
     }
 
-    /// Reads the ledger topic from its beginning to its end. A ledger topic
-    /// that does not exist is an empty ledger; unless `create` is false
-    /// (a dry run changes nothing) it is created first, compacted, with one
-    /// partition and the dead-letter topic's replication factor.
+    /// Reads the ledger topic from its beginning to its end, keeping the
+    /// entries of the dead letters `dlq` is about to read. A ledger topic
+    /// that does not exist is an empty ledger; unless `create` is false (a
+    /// dry run changes nothing) it is created first ([`create_topic`]).
     ///
     /// # Errors
     /// Kafka does not answer, refuses to create the topic or to read it.
@@ -183,12 +195,20 @@ impl Ledger {
     ) -> Result<Self, LedgerError> {
         let dlq_topic = dlq.topic().to_owned();
         let mut ledger = Ledger::empty(topic, &dlq_topic);
+        ledger.keep = Some(
+            dlq.ranges()
+                .iter()
+                .map(|r| (r.partition, (r.start, r.end)))
+                .collect(),
+        );
         if !dlq.topic_exists(topic).await? {
-            if create {
-                let replication = dlq.replication_factor().await?;
-                create_topic(kafka, topic, replication).await?;
+            if !create {
+                return Ok(ledger);
             }
-            return Ok(ledger);
+            if create_topic(kafka, topic, dlq).await? == Created::Now {
+                return Ok(ledger);
+            }
+            // Someone else created it meanwhile: read what it holds.
         }
         let mut reader = DlqReader::open(kafka, topic, Start::Beginning, None).await?;
         while let Some(r) = reader.next().await? {
@@ -206,7 +226,7 @@ pub enum LedgerError {
     Read(#[from] ReadError),
     /// It does not exist and could not be created.
     #[error(
-        "--ledger-topic {topic}: it does not exist and creating it failed: {problem}. Create it (compacted: cleanup.policy=compact, 1 partition; deploy/topics does) or let this user create topics"
+        "replay ledger {topic} (--ledger-topic): it does not exist and creating it failed: {problem}. Create it (cleanup.policy=compact,delete, 1 partition; deploy/topics does) or let this user create topics"
     )]
     Create {
         /// The ledger topic.
@@ -216,37 +236,76 @@ pub enum LedgerError {
     },
 }
 
-/// Creates the compacted ledger topic; one that appeared meanwhile is fine.
+/// Whether [`create_topic`] created the topic or found it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Created {
+    Now,
+    AlreadyThere,
+}
+
+/// The dead-letter topic's settings a ledger created by a replay copies:
+/// its retention (an entry outlives its dead letter: it is written later)
+/// and its `min.insync.replicas` (entries are written with `acks=all`).
+const COPIED_FROM_DLQ: &[&str] = &["retention.ms", "min.insync.replicas"];
+
+/// Creates the ledger topic: one partition, the dead-letter topic's
+/// replication factor, `cleanup.policy=compact,delete` (the last entry per
+/// dead letter, dropped with the dead letters' retention), unclean leader
+/// election off, and the settings in [`COPIED_FROM_DLQ`] when the
+/// dead-letter topic's configuration can be read.
 async fn create_topic(
     kafka: &KafkaOptions,
     topic: &str,
-    replication: i32,
-) -> Result<(), LedgerError> {
+    dlq: &DlqReader,
+) -> Result<Created, LedgerError> {
     let failed = |problem: String| LedgerError::Create {
         topic: topic.to_owned(),
         problem,
     };
+    let replication = dlq.replication_factor().await?;
     let admin: AdminClient<DefaultClientContext> = kafka
         .client_config(&[("client.id", "cpn-relay-dlq-replay")])
         .create()
         .map_err(|e| failed(e.to_string()))?;
-    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication))
-        .set("cleanup.policy", "compact");
     let opts = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
-    let results = tokio::time::timeout(
-        REQUEST_TIMEOUT + Duration::from_secs(5),
-        admin.create_topics([&new], &opts),
-    )
-    .await
-    .map_err(|_| failed(format!("no answer in {}s", REQUEST_TIMEOUT.as_secs() + 5)))?
-    .map_err(|e| failed(e.to_string()))?;
+    let budget = REQUEST_TIMEOUT + Duration::from_secs(5);
+    let no_answer = || failed(format!("no answer in {}s", budget.as_secs()));
+    // Without the right to describe the DLQ's configuration the broker's
+    // defaults apply: the ledger still works.
+    let spec = ResourceSpecifier::Topic(dlq.topic());
+    let copied: Vec<(&str, String)> =
+        match tokio::time::timeout(budget, admin.describe_configs([&spec], &opts)).await {
+            Ok(Ok(results)) => results
+                .into_iter()
+                .flatten()
+                .flat_map(|resource| {
+                    COPIED_FROM_DLQ
+                        .iter()
+                        .filter_map(|k| Some((*k, resource.get(k)?.value.clone()?)))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+    let mut new = NewTopic::new(topic, 1, TopicReplication::Fixed(replication))
+        .set("cleanup.policy", "compact,delete")
+        .set("unclean.leader.election.enable", "false");
+    for (k, v) in &copied {
+        new = new.set(k, v);
+    }
+    let results = tokio::time::timeout(budget, admin.create_topics([&new], &opts))
+        .await
+        .map_err(|_| no_answer())?
+        .map_err(|e| failed(e.to_string()))?;
+    let mut created = Created::Now;
     for r in results {
         match r {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Ok(_) => {}
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => created = Created::AlreadyThere,
             Err((_, code)) => return Err(failed(code.to_string())),
         }
     }
-    Ok(())
+    Ok(created)
 }
 
 #[cfg(test)]
@@ -332,6 +391,24 @@ mod tests {
         l.apply(None, Some(b"{}"));
         l.apply(Some(&[0xff, 0xfe]), Some(b"{}"));
         assert_eq!(l.len(), 1);
+    }
+
+    #[test]
+    fn only_entries_of_the_dead_letters_the_run_reads_are_kept() {
+        let mut l = Ledger::empty("L", "cp.dlq");
+        l.keep = Some(BTreeMap::from([(0, (10, 20))]));
+        for k in [
+            "cp.dlq:0:9",
+            "cp.dlq:0:10",
+            "cp.dlq:0:19",
+            "cp.dlq:0:20",
+            "cp.dlq:1:15",
+        ] {
+            l.apply(Some(k.as_bytes()), Some(b"{}"));
+        }
+        let mut kept: Vec<_> = l.entries.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [(0, 10), (0, 19)]);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -235,6 +235,11 @@ impl DlqReader {
         &self.topic
     }
 
+    /// The part of each partition the read covers.
+    pub fn ranges(&self) -> &[PartitionRange] {
+        &self.ranges
+    }
+
     /// The replication factor of the topic read (its first partition's
     /// replica count).
     ///
@@ -283,10 +288,20 @@ impl DlqReader {
             let md = consumer
                 .fetch_metadata(Some(&topic), REQUEST_TIMEOUT)
                 .map_err(kafka(format!("metadata of {topic}")))?;
-            Ok(md
-                .topics()
-                .first()
-                .is_some_and(|t| t.error().is_none() && !t.partitions().is_empty()))
+            let Some(t) = md.topics().first() else {
+                return Ok(false);
+            };
+            match t.error().map(RDKafkaErrorCode::from) {
+                None => Ok(!t.partitions().is_empty()),
+                Some(
+                    RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic,
+                ) => Ok(false),
+                // Not authorized, leader not available, ...: not "missing".
+                Some(code) => Err(ReadError::Kafka {
+                    what: format!("metadata of {topic}"),
+                    source: KafkaError::MetadataFetch(code),
+                }),
+            }
         })
         .await
         .map_err(|e| ReadError::Task(format!("asking for topic metadata: {e}")))?

@@ -499,53 +499,54 @@ pub async fn replay(
                     replays,
                 } => {
                     selected += 1;
-                    outcome =
-                        match destination_problem(&mut topics, &reader, &topic, &opts.dlq_topic)
-                            .await?
-                        {
-                            Some(problem) => Outcome::Failed(problem),
-                            None if opts.dry_run => {
-                                writeln!(
-                                    out,
-                                    "would replay {} (guid {}, {}) to {topic} as replay {replays}",
-                                    dl.coordinates(),
-                                    dl.guid().unwrap_or("-"),
-                                    dl.reason.as_deref().unwrap_or("no reason")
-                                )?;
-                                summary.replayed += 1;
-                                Outcome::Nothing
-                            }
-                            None => match &producer {
-                                Some(producer) => {
-                                    if let Some(p) = pacer.as_mut() {
-                                        p.tick().await;
-                                    }
-                                    let entry = Entry::replayed(&dl, &topic, ledger.at(&dl));
-                                    let record = LedgerRecord {
-                                        topic: ledger.topic().to_owned(),
-                                        key: ledger::key(
-                                            &opts.dlq_topic,
-                                            dl.partition(),
-                                            dl.offset(),
-                                        ),
-                                        value: entry.to_json(),
-                                    };
-                                    send(
-                                        producer,
-                                        &dl,
-                                        &topic,
-                                        &headers,
-                                        record,
-                                        &reader,
-                                        &mut progress,
-                                        &mut summary,
-                                        &bar,
-                                    )
-                                    .await
+                    outcome = match destination_problem(
+                        &mut topics,
+                        &reader,
+                        &topic,
+                        &opts.dlq_topic,
+                        &opts.ledger_topic,
+                    )
+                    .await?
+                    {
+                        Some(problem) => Outcome::Failed(problem),
+                        None if opts.dry_run => {
+                            writeln!(
+                                out,
+                                "would replay {} (guid {}, {}) to {topic} as replay {replays}",
+                                dl.coordinates(),
+                                dl.guid().unwrap_or("-"),
+                                dl.reason.as_deref().unwrap_or("no reason")
+                            )?;
+                            summary.replayed += 1;
+                            Outcome::Nothing
+                        }
+                        None => match &producer {
+                            Some(producer) => {
+                                if let Some(p) = pacer.as_mut() {
+                                    p.tick().await;
                                 }
-                                None => Outcome::Nothing,
-                            },
-                        };
+                                let entry = Entry::replayed(&dl, &topic, ledger.at(&dl));
+                                let record = LedgerRecord {
+                                    topic: ledger.topic().to_owned(),
+                                    key: ledger::key(&opts.dlq_topic, dl.partition(), dl.offset()),
+                                    value: entry.to_json(),
+                                };
+                                send(
+                                    producer,
+                                    &dl,
+                                    &topic,
+                                    &headers,
+                                    record,
+                                    &reader,
+                                    &mut progress,
+                                    &mut summary,
+                                    &bar,
+                                )
+                                .await
+                            }
+                            None => Outcome::Nothing,
+                        },
+                    };
                 }
             }
         }
@@ -563,6 +564,13 @@ pub async fn replay(
         progress.settle_ready(&reader, &mut summary, &bar);
         while progress.inflight.len() >= MAX_IN_FLIGHT {
             progress.settle_front(&reader, &mut summary, &bar).await;
+        }
+        if !progress.blocked.is_empty() {
+            // A record sent earlier failed (Kafka did not acknowledge it,
+            // or its ledger entry was refused): stop selecting as for a
+            // refusal on the spot, so at most the records in flight are sent
+            // after it and the next run starts again at it.
+            stopping = true;
         }
     }
     while !progress.inflight.is_empty() {
@@ -610,10 +618,16 @@ async fn destination_problem(
     reader: &DlqReader,
     topic: &str,
     dlq_topic: &str,
+    ledger_topic: &str,
 ) -> Result<Option<String>, ReadError> {
     if topic == dlq_topic {
         return Ok(Some(format!(
             "its original topic is {dlq_topic}, the dead-letter topic itself; pass --to"
+        )));
+    }
+    if topic == ledger_topic {
+        return Ok(Some(format!(
+            "its original topic is {ledger_topic}, the replay ledger; pass --to or another --ledger-topic"
         )));
     }
     let exists = match known.get(topic) {
