@@ -248,8 +248,9 @@ def panels():
         [(f'sum by (job, pod) ({relay("cpn_relay_assigned_partitions")})', "{{job}} {{pod}} assigned"),
          (f'sum by (job, pod) ({relay("cpn_relay_paused_partitions")})', "{{job}} {{pod}} paused"),
          (f'max by (job) ({relay("cpn_relay_topic_partitions")})', "{{job}} topic partitions")]), 12, 8)
-    # No panel of cpn_relay_committed_offset: the relay sets it only on its
-    # synchronous commits (revoke, shutdown), not on the periodic ones.
+    # No panel of cpn_relay_committed_offset (set on every commit, periodic
+    # and synchronous): raw offsets do not compare across partitions, and the
+    # lag panel shows what an operator reads from them.
 
     L.row("Relay: resources")
     L.add(timeseries(
