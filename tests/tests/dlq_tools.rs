@@ -266,6 +266,7 @@ async fn list_returns_exactly_the_dead_lettered_set_and_filters_narrow_it() -> R
         "original_offset",
         "last_attempt_at",
         "error",
+        "replayed",
     ]
     .into();
     for r in &rows {
@@ -698,6 +699,16 @@ async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Res
         "http_rejected",
         "--from-beginning",
     ];
+    // Before any replay `list` says none was replayed (the ledger does not
+    // exist yet, and reading it does not create it).
+    let before = ok(b, &["list", "-t", d, "--json"]).await?.json_lines()?;
+    assert_eq!(before.len(), 6);
+    assert!(before.iter().all(|r| r["replayed"].is_null()), "{before:?}");
+    let plain = ok(b, &["list", "-t", d]).await?.stdout;
+    assert!(
+        !plain.contains("REPLAYED"),
+        "no column while none was replayed: {plain}"
+    );
     w.crm.set_behavior(Behavior::status(200))?;
     let first = ok(b, &args).await?;
     assert!(
@@ -705,6 +716,34 @@ async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Res
             .stdout
             .contains("replayed 3, skipped 0 (0 already replayed, 0 loop guard)"),
         "{first:?}"
+    );
+    // Now `list` and `show` say which were replayed, where and how often.
+    let after = ok(b, &["list", "-t", d, "--json"]).await?.json_lines()?;
+    let replayed_guids: BTreeSet<&str> = after
+        .iter()
+        .filter(|r| r["replayed"]["times"] == 1)
+        .filter(|r| r["replayed"]["replayed_to"].as_str() == Some(w.topic.as_str()))
+        .filter_map(|r| r["guid"].as_str())
+        .collect();
+    let rejected_guids: BTreeSet<&str> =
+        rejected.iter().filter_map(|s| s.guid.as_deref()).collect();
+    assert_eq!(replayed_guids, rejected_guids, "{after:?}");
+    assert_eq!(
+        after.iter().filter(|r| r["replayed"].is_null()).count(),
+        3,
+        "the others were not replayed: {after:?}"
+    );
+    let table = ok(b, &["list", "-t", d]).await?.stdout;
+    assert!(
+        table.lines().next().is_some_and(|h| h.contains("REPLAYED")),
+        "{table}"
+    );
+    assert_eq!(table.matches("1×").count(), 3, "{table}");
+    let one = rejected[0].guid.as_deref().context("a guid")?;
+    let page = ok(b, &["show", "-t", d, "--guid", one]).await?.stdout;
+    assert!(
+        page.contains(&format!("replay ledger:  1 time, last to {} at ", w.topic)),
+        "{page}"
     );
     assert!(
         first

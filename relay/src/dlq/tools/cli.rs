@@ -16,7 +16,7 @@ use clap::{ArgGroup, Args, Subcommand};
 
 use crate::dlq::record::DeadLetterView;
 use crate::dlq::tools::filter::{self, Filter};
-use crate::dlq::tools::ledger::default_ledger_topic;
+use crate::dlq::tools::ledger::{Ledger, default_ledger_topic};
 use crate::dlq::tools::read::{DlqReader, KafkaOptions, Start};
 use crate::dlq::tools::render;
 use crate::dlq::tools::replay::{DEFAULT_MAX_REPLAYS, default_progress_group};
@@ -222,12 +222,16 @@ pub struct ListArgs {
     #[command(flatten)]
     pub topic: TopicArgs,
     /// One JSON object per line with the keys partition, offset, guid, reason, http_status,
-    /// attempts, original_topic, original_partition, original_offset, last_attempt_at, error.
+    /// attempts, original_topic, original_partition, original_offset, last_attempt_at, error,
+    /// and replayed (the replay ledger's entry, or null).
     #[arg(long)]
     pub json: bool,
     /// Stop after this many rows.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
+    /// The replay ledger the REPLAYED column reads [default: <topic>.replay-ledger].
+    #[arg(long, value_name = "TOPIC")]
+    pub ledger_topic: Option<String>,
     /// Which dead letters.
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -246,9 +250,13 @@ pub struct ShowArgs {
     /// Every dead letter of this message GUID instead.
     #[arg(long, value_name = "GUID")]
     pub guid: Option<String>,
-    /// The `export` JSON line instead of the page.
+    /// The `export` JSON line, with the replay ledger's entry as replayed (or null), instead
+    /// of the page.
     #[arg(long)]
     pub json: bool,
+    /// The replay ledger that says whether it was replayed [default: <topic>.replay-ledger].
+    #[arg(long, value_name = "TOPIC")]
+    pub ledger_topic: Option<String>,
 }
 
 fn parse_coordinates(s: &str) -> Result<(i32, i64), String> {
@@ -386,16 +394,82 @@ fn terminal_width() -> usize {
 async fn each_match(
     topic: &TopicArgs,
     filter: &Filter,
-    mut each: impl FnMut(DeadLetterView) -> anyhow::Result<bool>,
+    each: impl FnMut(DeadLetterView) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
     let mut reader =
         DlqReader::open(&topic.kafka.options(), &topic.topic, Start::Beginning, None).await?;
+    each_match_in(&mut reader, filter, each).await
+}
+
+/// [`each_match`] on a reader already open.
+async fn each_match_in(
+    reader: &mut DlqReader,
+    filter: &Filter,
+    mut each: impl FnMut(DeadLetterView) -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     while let Some(dl) = reader.next().await? {
         if filter.matches(&dl) && !each(dl)? {
             break;
         }
     }
     Ok(())
+}
+
+/// The replay ledger, read to show what was replayed (never created). One
+/// that cannot be read is a warning, not a failure: `list` and `show` work
+/// for a user who may read the dead-letter topic only.
+async fn display_ledger(
+    kafka: &KafkaOptions,
+    ledger_topic: Option<&str>,
+    reader: &DlqReader,
+) -> Option<Ledger> {
+    let topic = ledger_topic.map_or_else(|| default_ledger_topic(reader.topic()), str::to_owned);
+    match Ledger::load(kafka, &topic, reader, false).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            eprintln!("warning: {e}; what was replayed is not shown");
+            None
+        }
+    }
+}
+
+/// What the ledger says of `dl`, for people: `2 times, last to T at …`.
+fn replayed_text(ledger: &Ledger, dl: &DeadLetterView) -> String {
+    match ledger.replayed(dl) {
+        None => format!("not replayed (ledger {})", ledger.topic()),
+        Some(e) if e.times == 0 => format!("replayed (ledger {}, no details)", ledger.topic()),
+        Some(e) => format!(
+            "{} time{}, last to {} at {} (ledger {})",
+            e.times,
+            if e.times == 1 { "" } else { "s" },
+            e.replayed_to,
+            e.replayed_at,
+            ledger.topic()
+        ),
+    }
+}
+
+/// A `list --json` row or `show --json` line with the ledger's entry for
+/// it as `replayed` (null when there is none; no key when the ledger was not
+/// read), after the row's own keys, in their order.
+#[derive(serde::Serialize)]
+struct WithReplayed<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    line: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replayed: Option<Option<&'a crate::dlq::tools::ledger::Entry>>,
+}
+
+fn with_replayed<T: serde::Serialize>(
+    line: T,
+    ledger: Option<&Ledger>,
+    dl: &DeadLetterView,
+) -> anyhow::Result<String> {
+    let line = WithReplayed {
+        line,
+        replayed: ledger.map(|l| l.replayed(dl)),
+    };
+    Ok(serde_json::to_string(&line)?)
 }
 
 async fn stats(a: StatsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
@@ -419,13 +493,20 @@ async fn list(a: ListArgs, out: &mut dyn Write, width: Option<usize>) -> anyhow:
     let limit = a.limit.unwrap_or(u64::MAX);
     let mut n: u64 = 0;
     let mut rows: Vec<DeadLetterView> = Vec::new();
-    each_match(&a.topic, &filter, |dl| {
+    let kafka = a.topic.kafka.options();
+    let mut reader = DlqReader::open(&kafka, &a.topic.topic, Start::Beginning, None).await?;
+    let ledger = display_ledger(&kafka, a.ledger_topic.as_deref(), &reader).await;
+    each_match_in(&mut reader, &filter, |dl| {
         if n >= limit {
             return Ok(false);
         }
         n += 1;
         if a.json {
-            writeln!(out, "{}", dl.list_row())?;
+            writeln!(
+                out,
+                "{}",
+                with_replayed(dl.list_row(), ledger.as_ref(), &dl)?
+            )?;
         } else {
             rows.push(dl);
         }
@@ -436,7 +517,20 @@ async fn list(a: ListArgs, out: &mut dyn Write, width: Option<usize>) -> anyhow:
         if rows.is_empty() {
             eprintln!("no dead letters in {} match", a.topic.topic);
         } else {
-            write!(out, "{}", render::list_table(&rows, width))?;
+            // The REPLAYED column only when the ledger holds one of the rows.
+            let replayed: Option<Vec<Option<String>>> = ledger
+                .as_ref()
+                .map(|l| {
+                    rows.iter()
+                        .map(|dl| l.replayed(dl).map(|e| format!("{}×", e.times.max(1))))
+                        .collect::<Vec<_>>()
+                })
+                .filter(|cells| cells.iter().any(Option::is_some));
+            write!(
+                out,
+                "{}",
+                render::list_table(&rows, replayed.as_deref(), width)
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -445,16 +539,26 @@ async fn list(a: ListArgs, out: &mut dyn Write, width: Option<usize>) -> anyhow:
 async fn show(a: ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let kafka = a.topic.kafka.options();
     let mut found = 0u64;
-    let mut print = |dl: &DeadLetterView, out: &mut dyn Write| -> anyhow::Result<()> {
+    let print = |dl: &DeadLetterView,
+                 ledger: Option<&Ledger>,
+                 found: &mut u64,
+                 out: &mut dyn Write|
+     -> anyhow::Result<()> {
         if a.json {
-            writeln!(out, "{}", dl.export_line(&a.topic.topic))?;
+            let line = with_replayed(dl.export_line(&a.topic.topic), ledger, dl)?;
+            writeln!(out, "{line}")?;
         } else {
-            if found > 0 {
+            if *found > 0 {
                 writeln!(out)?;
             }
-            write!(out, "{}", render::show_page(dl, &a.topic.topic))?;
+            let replayed = ledger.map(|l| replayed_text(l, dl));
+            write!(
+                out,
+                "{}",
+                render::show_page(dl, &a.topic.topic, replayed.as_deref())
+            )?;
         }
-        found += 1;
+        *found += 1;
         Ok(())
     };
     if let Some((partition, offset)) = a.coordinates {
@@ -476,8 +580,9 @@ async fn show(a: ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             }
             other => other?,
         };
+        let ledger = display_ledger(&kafka, a.ledger_topic.as_deref(), &reader).await;
         while let Some(dl) = reader.next().await? {
-            print(&dl, out)?;
+            print(&dl, ledger.as_ref(), &mut found, out)?;
         }
     } else if let Some(guid) = &a.guid {
         let filter = Filter {
@@ -485,11 +590,12 @@ async fn show(a: ShowArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             ..Filter::default()
         };
         let mut reader = DlqReader::open(&kafka, &a.topic.topic, Start::Beginning, None).await?;
-        while let Some(dl) = reader.next().await? {
-            if filter.matches(&dl) {
-                print(&dl, out)?;
-            }
-        }
+        let ledger = display_ledger(&kafka, a.ledger_topic.as_deref(), &reader).await;
+        each_match_in(&mut reader, &filter, |dl| {
+            print(&dl, ledger.as_ref(), &mut found, out)?;
+            Ok(true)
+        })
+        .await?;
     }
     if found == 0 {
         let what = a.guid.as_ref().map_or_else(

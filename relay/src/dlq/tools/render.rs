@@ -61,8 +61,14 @@ struct Column {
 
 /// The `list` table: one row per dead letter. With a `width`, the table is
 /// made to fit: the error column is cut, then the least useful columns
-/// (campaign group, tries, call result, HTTP status, time) are dropped.
-pub fn list_table(rows: &[DeadLetterView], width: Option<usize>) -> String {
+/// (campaign group, tries, call result, HTTP status, time, replayed) are
+/// dropped. `replayed`, one cell per row (`None`: never replayed), adds the
+/// `REPLAYED` column: what the replay ledger says (`None`: it was not read).
+pub fn list_table(
+    rows: &[DeadLetterView],
+    replayed: Option<&[Option<String>]>,
+    width: Option<usize>,
+) -> String {
     let dash = || "-".to_owned();
     let col = |title, drop_rank, max, f: &dyn Fn(&DeadLetterView) -> Option<String>| Column {
         title,
@@ -92,6 +98,20 @@ pub fn list_table(rows: &[DeadLetterView], width: Option<usize>) -> String {
         }),
         col("ERROR", 0, usize::MAX, &|d| d.error.clone()),
     ];
+    if let Some(cells) = replayed {
+        let at = columns.iter().position(|c| c.title == "GUID").unwrap_or(0);
+        columns.insert(
+            at,
+            Column {
+                title: "REPLAYED",
+                cells: (0..rows.len())
+                    .map(|i| cells.get(i).cloned().flatten().unwrap_or_else(dash))
+                    .collect(),
+                drop_rank: 3,
+                max: 12,
+            },
+        );
+    }
     let natural = |c: &Column| {
         c.cells
             .iter()
@@ -229,9 +249,10 @@ fn reindent(json: &str) -> String {
     out
 }
 
-/// The `show` page: where the dead letter is, what the relay recorded, every
+/// The `show` page: where the dead letter is, what the relay recorded, what
+/// the replay ledger says of it (`replayed`, when it was read), every
 /// header, the response excerpt and the value pretty-printed.
-pub fn show_page(dl: &DeadLetterView, topic: &str) -> String {
+pub fn show_page(dl: &DeadLetterView, topic: &str, replayed: Option<&str>) -> String {
     let mut o = String::new();
     let or_dash = |s: Option<String>| s.unwrap_or_else(|| "-".to_owned());
     let time = |t: Option<SystemTime>| or_dash(t.map(rfc3339));
@@ -285,6 +306,9 @@ pub fn show_page(dl: &DeadLetterView, topic: &str) -> String {
         ("guid", or_dash(dl.guid().map(str::to_owned))),
     ];
     let mut fields = fields;
+    if let Some(r) = replayed {
+        fields.insert(fields.len() - 1, ("replay ledger", r.to_owned()));
+    }
     if let Some(e) = &dl.event {
         fields.push(("campaign group", or_dash(e.campaign_group.clone())));
         fields.push(("campaign", or_dash(e.campaign.clone())));
@@ -362,7 +386,7 @@ mod tests {
             ),
             dl(2, "x", "not json"),
         ];
-        let wide = list_table(&rows, None);
+        let wide = list_table(&rows, None, None);
         assert!(wide.contains("33 Answer"), "{wide}");
         assert!(wide.contains("Spring sale"), "{wide}");
         assert!(
@@ -370,7 +394,7 @@ mod tests {
             "not cut without a width: {wide}"
         );
         for width in [80, 100, 140] {
-            let t = list_table(&rows, Some(width));
+            let t = list_table(&rows, None, Some(width));
             for l in t.lines() {
                 assert!(l.chars().count() <= width, "width {width}: {l:?}\n{t}");
             }
@@ -380,15 +404,41 @@ mod tests {
             );
             assert!(t.contains("0:2"));
         }
-        let usual = list_table(&rows, Some(120));
+        let usual = list_table(&rows, None, Some(120));
         assert!(
             usual.contains("33 Answer") && usual.contains("422"),
             "a 120-column terminal keeps them: {usual}"
         );
-        let narrow = list_table(&rows, Some(80));
+        let narrow = list_table(&rows, None, Some(80));
         assert!(
             !narrow.contains("CAMPAIGN GROUP"),
             "dropped first: {narrow}"
+        );
+    }
+
+    #[test]
+    fn the_replayed_column_says_what_the_ledger_holds_and_fits_too() {
+        let rows = [dl(1, "x", BODY), dl(2, "y", BODY)];
+        let cells = [Some("2×".to_owned()), None];
+        let t = list_table(&rows, Some(&cells), None);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].contains("REPLAYED"), "{t}");
+        assert!(lines[1].contains("2×"), "{t}");
+        assert!(!lines[2].contains('×'), "{t}");
+        for width in [80, 100] {
+            let t = list_table(&rows, Some(&cells), Some(width));
+            for l in t.lines() {
+                assert!(l.chars().count() <= width, "width {width}: {l:?}\n{t}");
+            }
+        }
+        assert!(
+            !list_table(&rows, None, None).contains("REPLAYED"),
+            "no column when the ledger was not read"
+        );
+        let p = show_page(&rows[0], "D", Some("2 times, last to T at now"));
+        assert!(
+            p.contains("replay ledger:  2 times, last to T at now"),
+            "{p}"
         );
     }
 
@@ -402,7 +452,7 @@ mod tests {
             value: None,
             headers: vec![],
         });
-        let t = list_table(&[bare], None);
+        let t = list_table(&[bare], None, None);
         let row: Vec<&str> = t.lines().nth(1).unwrap().split_whitespace().collect();
         assert_eq!(row[0], "4:0");
         assert!(row[1..].iter().all(|c| *c == "-"), "{t}");
@@ -410,7 +460,7 @@ mod tests {
 
     #[test]
     fn show_page_decodes_everything() {
-        let p = show_page(&dl(5, "HTTP 422", BODY), "D");
+        let p = show_page(&dl(5, "HTTP 422", BODY), "D", None);
         for want in [
             "dead letter D 0:5",
             "reason:         http_rejected",
@@ -423,7 +473,7 @@ mod tests {
         ] {
             assert!(p.contains(want), "missing {want:?} in\n{p}");
         }
-        let not_json = show_page(&dl(6, "x", "oops"), "D");
+        let not_json = show_page(&dl(6, "x", "oops"), "D", None);
         assert!(
             not_json.contains("(not a JSON object):\noops"),
             "{not_json}"
