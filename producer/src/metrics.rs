@@ -42,6 +42,13 @@ pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "cpn_producer_tls_handshake_failu
 /// certificate stays in use).
 pub const TLS_RELOADS_TOTAL: &str = "cpn_producer_tls_reloads_total";
 
+/// When the certificate the ingest serves expires (its notAfter), in Unix
+/// seconds; 0 without TLS.
+pub const TLS_CERTIFICATE_EXPIRY: &str = "cpn_producer_tls_certificate_expiry_timestamp_seconds";
+/// 1 while the TLS files on disk cannot be read or do not load, so the
+/// certificate loaded before is still served; 0 otherwise.
+pub const TLS_RELOAD_FAILING: &str = "cpn_producer_tls_reload_failing";
+
 /// Reloads of a changed `--auth-keys-file`, by result (`ok`, `error`: no
 /// usable key in it, the previous keys stay).
 pub const AUTH_RELOADS_TOTAL: &str = "cpn_producer_auth_reloads_total";
@@ -70,6 +77,8 @@ pub struct Metrics {
     pub(crate) tls_handshake_failures: IntCounterVec,
     pub(crate) tls_reloads: IntCounterVec,
     pub(crate) auth_reloads: IntCounterVec,
+    pub(crate) tls_certificate_expiry: IntGauge,
+    pub(crate) tls_reload_failing: IntGauge,
 }
 
 impl Default for Metrics {
@@ -154,6 +163,22 @@ impl Metrics {
             &["result"],
         )
         .expect(must);
+        // Both results exist from the start, at 0: an alert on increase()
+        // sees the first error (a series born at 1 has no increase).
+        for result in ["ok", "error"] {
+            tls_reloads.with_label_values(&[result]);
+            auth_reloads.with_label_values(&[result]);
+        }
+        let tls_certificate_expiry = IntGauge::new(
+            TLS_CERTIFICATE_EXPIRY,
+            "notAfter of the certificate the ingest serves, Unix seconds (0 without TLS)",
+        )
+        .expect(must);
+        let tls_reload_failing = IntGauge::new(
+            TLS_RELOAD_FAILING,
+            "1 while the TLS files on disk do not load and the certificate loaded before is served",
+        )
+        .expect(must);
         for c in [
             Box::new(published.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(published_bytes.clone()),
@@ -167,6 +192,8 @@ impl Metrics {
             Box::new(tls_handshake_failures.clone()),
             Box::new(tls_reloads.clone()),
             Box::new(auth_reloads.clone()),
+            Box::new(tls_certificate_expiry.clone()),
+            Box::new(tls_reload_failing.clone()),
         ] {
             registry.register(c).expect(must);
         }
@@ -184,6 +211,8 @@ impl Metrics {
             tls_handshake_failures,
             tls_reloads,
             auth_reloads,
+            tls_certificate_expiry,
+            tls_reload_failing,
         }
     }
 
@@ -237,6 +266,16 @@ impl Metrics {
         self.tls_reloads
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
+    }
+
+    /// The served certificate's notAfter (Unix seconds).
+    pub(crate) fn set_tls_certificate_expiry(&self, not_after: i64) {
+        self.tls_certificate_expiry.set(not_after);
+    }
+
+    /// Whether the TLS files on disk fail to load (the old certificate is served).
+    pub(crate) fn set_tls_reload_failing(&self, failing: bool) {
+        self.tls_reload_failing.set(i64::from(failing));
     }
 
     /// Counts one reload of a changed keys file.

@@ -426,13 +426,19 @@ fn rotate(pki: &Pki, stem: &str, in_place_gap: Option<Duration>) -> Result<()> {
 async fn the_certificate_is_replaced_under_load_with_no_failed_request() -> Result<()> {
     let (brokers, topic) = topic("ingest-tls-reload").await?;
     let pki = pki_with_server()?;
-    for stem in ["cert-b", "cert-c"] {
-        pki.leaf(
+    // Each certificate expires on another day: the expiry metric follows the
+    // one served.
+    let until = [("cert-b", (2031, 5, 17)), ("cert-c", (2032, 6, 18))];
+    for (stem, day) in until {
+        pki.leaf_until(
             stem,
             &["localhost", "127.0.0.1"],
             ExtendedKeyUsagePurpose::ServerAuth,
+            Some(day),
         )?;
     }
+    let expiry_of =
+        |(y, m, d): (i32, u8, u8)| rcgen::date_time_ymd(y, m, d).unix_timestamp() as f64;
     let mut args = tls_args(&pki);
     args.extend(["--reload-interval-ms".into(), "100".into()]);
     let serve = Serve::start(&brokers, &topic, &strs(&args), &[("CPN_AUTH_KEYS", K1)]).await?;
@@ -493,6 +499,16 @@ async fn the_certificate_is_replaced_under_load_with_no_failed_request() -> Resu
         .metric("cpn_producer_tls_reloads_total{result=\"ok\"}")
         .await?;
     assert!(reloads >= 2.0, "two rotations, {reloads} reloads");
+    let (expiry, failing) = (
+        "cpn_producer_tls_certificate_expiry_timestamp_seconds",
+        "cpn_producer_tls_reload_failing",
+    );
+    assert_eq!(
+        serve.metric(expiry).await?,
+        expiry_of(until[1].1),
+        "cert-c's notAfter"
+    );
+    assert_eq!(serve.metric(failing).await?, 0.0);
 
     // Files that do not load (the key of another certificate) keep the
     // certificate in use, and say so once.
@@ -519,9 +535,24 @@ async fn the_certificate_is_replaced_under_load_with_no_failed_request() -> Resu
     )?;
     assert_eq!(r["status"], 200, "{r}");
     assert_eq!(r["cn"], "cert-c", "the last certificate that loaded: {r}");
-    // Several reload intervals later, the refusal was logged once.
+    // Several reload intervals later, the refusal was logged once, and the
+    // metrics say the files on disk are not what is served.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(refusals(&serve), logged + 1, "{}", serve.stderr());
+    assert_eq!(serve.metric(failing).await?, 1.0, "a reload that failed");
+    assert_eq!(
+        serve.metric(expiry).await?,
+        expiry_of(until[1].1),
+        "still cert-c"
+    );
+    // The right key back: the files are what is served again.
+    std::fs::copy(pki.path("cert-c.key"), pki.path("server.key"))?;
+    wait_for(
+        "the failing reload to clear",
+        Duration::from_secs(10),
+        || async { (serve.metric(failing).await.ok()? == 0.0).then_some(()) },
+    )
+    .await?;
 
     let stored: HashSet<String> = stored_guids(&brokers, &topic)?.into_iter().collect();
     let missing: Vec<_> = accepted.difference(&stored).collect();

@@ -295,6 +295,16 @@ pub(crate) struct Tls {
     settings: TlsSettings,
     state: TlsState,
     loaded: [u8; 32],
+    /// The served certificate's notAfter, Unix seconds.
+    not_after: Option<i64>,
+}
+
+/// The notAfter (Unix seconds) of the first certificate in `pem`, the one
+/// served; `None` when it does not parse (`build` has refused it then).
+fn not_after(pem: &[u8]) -> Option<i64> {
+    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 impl Tls {
@@ -311,6 +321,7 @@ impl Tls {
                 current: Arc::new(RwLock::new(Arc::new(config))),
             },
             loaded: files.digest,
+            not_after: not_after(&files.cert),
         })
     }
 
@@ -325,7 +336,11 @@ impl Tls {
             settings,
             state,
             mut loaded,
+            not_after: first,
         } = self;
+        if let Some(t) = first {
+            metrics.set_tls_certificate_expiry(t);
+        }
         // The last change that did not load, so it is reported once.
         let mut refused: Option<[u8; 32]> = None;
         let mut unreadable: Option<TlsError> = None;
@@ -349,10 +364,17 @@ impl Tls {
                         warn!(error = %e, "TLS files unreadable; still serving the certificate loaded before");
                         unreadable = Some(e);
                     }
+                    metrics.set_tls_reload_failing(true);
                     continue;
                 }
             };
-            if files.digest == loaded || refused == Some(files.digest) {
+            if files.digest == loaded {
+                // Back to what is served (or never changed).
+                metrics.set_tls_reload_failing(false);
+                continue;
+            }
+            if refused == Some(files.digest) {
+                metrics.set_tls_reload_failing(true);
                 continue;
             }
             match build(&settings, &files) {
@@ -361,6 +383,10 @@ impl Tls {
                     loaded = files.digest;
                     refused = None;
                     metrics.record_tls_reload(true);
+                    metrics.set_tls_reload_failing(false);
+                    if let Some(t) = not_after(&files.cert) {
+                        metrics.set_tls_certificate_expiry(t);
+                    }
                     info!(
                         cert = %settings.cert_file.display(),
                         "TLS files changed: new handshakes use the new certificate"
@@ -369,6 +395,7 @@ impl Tls {
                 Err(e) => {
                     refused = Some(files.digest);
                     metrics.record_tls_reload(false);
+                    metrics.set_tls_reload_failing(true);
                     warn!(
                         error = %e,
                         "TLS files changed but do not load; still serving the certificate loaded before"

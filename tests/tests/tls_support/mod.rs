@@ -77,8 +77,23 @@ impl Pki {
         names: &[&str],
         usage: ExtendedKeyUsagePurpose,
     ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
+        self.leaf_until(stem, names, usage, None)
+    }
+
+    /// [`Pki::leaf`] valid until midnight UTC of `not_after`, (year, month,
+    /// day) (`None`: rcgen's default, 4096).
+    pub fn leaf_until(
+        &self,
+        stem: &str,
+        names: &[&str],
+        usage: ExtendedKeyUsagePurpose,
+        not_after: Option<(i32, u8, u8)>,
+    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())?;
+        if let Some((y, m, d)) = not_after {
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+        }
         params.distinguished_name.push(DnType::CommonName, stem);
         params.extended_key_usages = vec![usage];
         let key = KeyPair::generate()?;
