@@ -42,8 +42,8 @@ pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "cpn_producer_tls_handshake_failu
 /// certificate stays in use).
 pub const TLS_RELOADS_TOTAL: &str = "cpn_producer_tls_reloads_total";
 
-/// When the certificate the ingest serves expires (its notAfter), in Unix
-/// seconds; 0 without TLS.
+/// When the chain the ingest serves expires (the earliest notAfter of its
+/// certificates), in Unix seconds; 0 without TLS.
 pub const TLS_CERTIFICATE_EXPIRY: &str = "cpn_producer_tls_certificate_expiry_timestamp_seconds";
 /// 1 while the TLS files on disk cannot be read or do not load, so the
 /// certificate loaded before is still served; 0 otherwise.
@@ -171,7 +171,7 @@ impl Metrics {
         }
         let tls_certificate_expiry = IntGauge::new(
             TLS_CERTIFICATE_EXPIRY,
-            "notAfter of the certificate the ingest serves, Unix seconds (0 without TLS)",
+            "Earliest notAfter of the certificate chain the ingest serves, Unix seconds (0 without TLS)",
         )
         .expect(must);
         let tls_reload_failing = IntGauge::new(

@@ -703,7 +703,16 @@ async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Res
     // exist yet, and reading it does not create it).
     let before = ok(b, &["list", "-t", d, "--json"]).await?.json_lines()?;
     assert_eq!(before.len(), 6);
-    assert!(before.iter().all(|r| r["replayed"].is_null()), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|r| r.get("replayed") == Some(&Value::Null)),
+        "{before:?}"
+    );
+    ensure!(
+        !matches!(end_offsets(b, &format!("{d}.replay-ledger")), Ok(o) if !o.is_empty()),
+        "list created the ledger"
+    );
     let plain = ok(b, &["list", "-t", d]).await?.stdout;
     assert!(
         !plain.contains("REPLAYED"),
@@ -729,7 +738,10 @@ async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Res
         rejected.iter().filter_map(|s| s.guid.as_deref()).collect();
     assert_eq!(replayed_guids, rejected_guids, "{after:?}");
     assert_eq!(
-        after.iter().filter(|r| r["replayed"].is_null()).count(),
+        after
+            .iter()
+            .filter(|r| r.get("replayed") == Some(&Value::Null))
+            .count(),
         3,
         "the others were not replayed: {after:?}"
     );
@@ -743,6 +755,22 @@ async fn replaying_twice_from_the_beginning_sends_each_dead_letter_once() -> Res
     let page = ok(b, &["show", "-t", d, "--guid", one]).await?.stdout;
     assert!(
         page.contains(&format!("replay ledger:  1 time, last to {} at ", w.topic)),
+        "{page}"
+    );
+    let line = ok(b, &["show", "-t", d, "--guid", one, "--json"])
+        .await?
+        .json_lines()?;
+    assert_eq!(line[0]["replayed"]["times"], 1, "{line:?}");
+    let never = after
+        .iter()
+        .find(|r| r.get("replayed") == Some(&Value::Null))
+        .context("a dead letter not replayed")?;
+    let at = format!("{}:{}", never["partition"], never["offset"]);
+    let page = ok(b, &["show", "-t", d, &at]).await?.stdout;
+    assert!(
+        page.contains(&format!(
+            "replay ledger:  not replayed (ledger {d}.replay-ledger)"
+        )),
         "{page}"
     );
     assert!(

@@ -442,6 +442,23 @@ async fn the_certificate_is_replaced_under_load_with_no_failed_request() -> Resu
     let mut args = tls_args(&pki);
     args.extend(["--reload-interval-ms".into(), "100".into()]);
     let serve = Serve::start(&brokers, &topic, &strs(&args), &[("CPN_AUTH_KEYS", K1)]).await?;
+    let (expiry, failing) = (
+        "cpn_producer_tls_certificate_expiry_timestamp_seconds",
+        "cpn_producer_tls_reload_failing",
+    );
+    // From the start: the first certificate's notAfter (rcgen's default),
+    // and the reload gauge exported at 0 (so the 0 checks below mean it).
+    wait_for(
+        "the first certificate's notAfter",
+        Duration::from_secs(10),
+        || async { (serve.metric(expiry).await.ok()? == expiry_of((4096, 1, 1))).then_some(()) },
+    )
+    .await?;
+    let exported = serve.metrics().await?;
+    assert!(
+        exported.lines().any(|l| l == format!("{failing} 0")),
+        "{exported}"
+    );
     let (_, body) = event_file(&pki, "template", 1)?;
     let url = serve.url("/v1/contact-processed");
     let ca = pki.ca_file();
@@ -499,10 +516,6 @@ async fn the_certificate_is_replaced_under_load_with_no_failed_request() -> Resu
         .metric("cpn_producer_tls_reloads_total{result=\"ok\"}")
         .await?;
     assert!(reloads >= 2.0, "two rotations, {reloads} reloads");
-    let (expiry, failing) = (
-        "cpn_producer_tls_certificate_expiry_timestamp_seconds",
-        "cpn_producer_tls_reload_failing",
-    );
     assert_eq!(
         serve.metric(expiry).await?,
         expiry_of(until[1].1),

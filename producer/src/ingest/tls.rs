@@ -295,16 +295,35 @@ pub(crate) struct Tls {
     settings: TlsSettings,
     state: TlsState,
     loaded: [u8; 32],
-    /// The served certificate's notAfter, Unix seconds.
-    not_after: Option<i64>,
+    /// When the served chain stops being valid, Unix seconds.
+    not_after: Result<i64, String>,
 }
 
-/// The notAfter (Unix seconds) of the first certificate in `pem`, the one
-/// served; `None` when it does not parse (`build` has refused it then).
-fn not_after(pem: &[u8]) -> Option<i64> {
-    let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
-    Some(cert.validity().not_after.timestamp())
+/// The earliest notAfter (Unix seconds) of the certificates in `pem`: the
+/// served chain is unusable once its first certificate expires, leaf or
+/// intermediate. An error says which certificate does not parse.
+fn not_after(pem: &[u8]) -> Result<i64, String> {
+    let mut earliest: Option<i64> = None;
+    for (i, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
+        let der = der.map_err(|e| format!("certificate {}: {}", i + 1, pem_problem(&e)))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+            .map_err(|e| format!("certificate {}: {e}", i + 1))?;
+        let t = cert.validity().not_after.timestamp();
+        earliest = Some(earliest.map_or(t, |e| e.min(t)));
+    }
+    earliest.ok_or_else(|| "no PEM certificate in the file".to_owned())
+}
+
+/// Sets the expiry gauge, or says why it cannot.
+fn report_expiry(metrics: &Metrics, cert_file: &std::path::Path, not_after: Result<i64, String>) {
+    match not_after {
+        Ok(t) => metrics.set_tls_certificate_expiry(t),
+        Err(e) => warn!(
+            cert = %cert_file.display(),
+            error = %e,
+            "cannot read when the certificate chain expires; cpn_producer_tls_certificate_expiry_timestamp_seconds not updated"
+        ),
+    }
 }
 
 impl Tls {
@@ -338,9 +357,7 @@ impl Tls {
             mut loaded,
             not_after: first,
         } = self;
-        if let Some(t) = first {
-            metrics.set_tls_certificate_expiry(t);
-        }
+        report_expiry(&metrics, &settings.cert_file, first);
         // The last change that did not load, so it is reported once.
         let mut refused: Option<[u8; 32]> = None;
         let mut unreadable: Option<TlsError> = None;
@@ -384,9 +401,7 @@ impl Tls {
                     refused = None;
                     metrics.record_tls_reload(true);
                     metrics.set_tls_reload_failing(false);
-                    if let Some(t) = not_after(&files.cert) {
-                        metrics.set_tls_certificate_expiry(t);
-                    }
+                    report_expiry(&metrics, &settings.cert_file, not_after(&files.cert));
                     info!(
                         cert = %settings.cert_file.display(),
                         "TLS files changed: new handshakes use the new certificate"
@@ -433,6 +448,31 @@ mod tests {
             assert!(e.contains("1.2 or 1.3"), "{bad}: {e}");
         }
         assert_eq!(MinTlsVersion::Tls13.to_string(), "1.3");
+    }
+
+    #[test]
+    fn the_expiry_is_the_earliest_of_the_chain_and_garbage_is_said() {
+        let cert = |y: i32| {
+            let mut p =
+                rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("a valid name");
+            p.not_after = rcgen::date_time_ymd(y, 3, 1);
+            let key = rcgen::KeyPair::generate().expect("a key");
+            let c = p.self_signed(&key).expect("a certificate");
+            (c.pem(), rcgen::date_time_ymd(y, 3, 1).unix_timestamp())
+        };
+        let (leaf, leaf_t) = cert(2030);
+        let (intermediate, intermediate_t) = cert(2028);
+        assert_eq!(not_after(leaf.as_bytes()), Ok(leaf_t));
+        let chain = format!("{leaf}{intermediate}");
+        assert_eq!(
+            not_after(chain.as_bytes()),
+            Ok(intermediate_t),
+            "the intermediate expires first"
+        );
+        assert!(not_after(b"no pem here").is_err());
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let e = not_after(broken.as_bytes()).unwrap_err();
+        assert!(e.starts_with("certificate 1: "), "{e}");
     }
 
     #[test]

@@ -223,7 +223,7 @@ pub struct ListArgs {
     pub topic: TopicArgs,
     /// One JSON object per line with the keys partition, offset, guid, reason, http_status,
     /// attempts, original_topic, original_partition, original_offset, last_attempt_at, error,
-    /// and replayed (the replay ledger's entry, or null).
+    /// and replayed (the replay ledger's entry, or null; left out when the ledger cannot be read).
     #[arg(long)]
     pub json: bool,
     /// Stop after this many rows.
