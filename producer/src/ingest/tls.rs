@@ -192,10 +192,12 @@ fn certs(
     Ok(certs)
 }
 
-/// Builds the server configuration from the files' bytes.
-fn build(s: &TlsSettings, files: &Files) -> Result<ServerConfig, TlsError> {
+/// Builds the server configuration from the files' bytes, and says when
+/// the chain expires ([`not_after`]).
+fn build(s: &TlsSettings, files: &Files) -> Result<(ServerConfig, Result<i64, String>), TlsError> {
     let provider = provider();
     let chain = certs("tls-cert", &s.cert_file, &files.cert)?;
+    let expiry = not_after(&chain);
     let key_err = |problem| TlsError {
         option: "tls-key",
         path: s.key_file.display().to_string(),
@@ -256,7 +258,7 @@ fn build(s: &TlsSettings, files: &Files) -> Result<ServerConfig, TlsError> {
     // The server speaks HTTP/1.1 only; a client offering h2 and http/1.1
     // (curl) gets http/1.1, one offering no ALPN (OCS) is served as well.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, expiry))
 }
 
 /// The configuration new handshakes use, replaced on reload.
@@ -299,19 +301,18 @@ pub(crate) struct Tls {
     not_after: Result<i64, String>,
 }
 
-/// The earliest notAfter (Unix seconds) of the certificates in `pem`: the
-/// served chain is unusable once its first certificate expires, leaf or
+/// The earliest notAfter (Unix seconds) of the certificates of `chain`:
+/// the served chain is unusable once its first certificate expires, leaf or
 /// intermediate. An error says which certificate does not parse.
-fn not_after(pem: &[u8]) -> Result<i64, String> {
+fn not_after(chain: &[CertificateDer<'_>]) -> Result<i64, String> {
     let mut earliest: Option<i64> = None;
-    for (i, der) in CertificateDer::pem_slice_iter(pem).enumerate() {
-        let der = der.map_err(|e| format!("certificate {}: {}", i + 1, pem_problem(&e)))?;
-        let (_, cert) = x509_parser::parse_x509_certificate(&der)
+    for (i, der) in chain.iter().enumerate() {
+        let (_, cert) = x509_parser::parse_x509_certificate(der)
             .map_err(|e| format!("certificate {}: {e}", i + 1))?;
         let t = cert.validity().not_after.timestamp();
         earliest = Some(earliest.map_or(t, |e| e.min(t)));
     }
-    earliest.ok_or_else(|| "no PEM certificate in the file".to_owned())
+    earliest.ok_or_else(|| "no certificate".to_owned())
 }
 
 /// Sets the expiry gauge, or says why it cannot.
@@ -333,14 +334,14 @@ impl Tls {
     /// [`TlsError`] naming the option and file that do not load.
     pub(crate) fn load(settings: TlsSettings) -> Result<Self, TlsError> {
         let files = Files::read(&settings)?;
-        let config = build(&settings, &files)?;
+        let (config, not_after) = build(&settings, &files)?;
         Ok(Self {
             settings,
             state: TlsState {
                 current: Arc::new(RwLock::new(Arc::new(config))),
             },
             loaded: files.digest,
-            not_after: not_after(&files.cert),
+            not_after,
         })
     }
 
@@ -395,13 +396,13 @@ impl Tls {
                 continue;
             }
             match build(&settings, &files) {
-                Ok(config) => {
+                Ok((config, expiry)) => {
                     state.replace(config);
                     loaded = files.digest;
                     refused = None;
                     metrics.record_tls_reload(true);
                     metrics.set_tls_reload_failing(false);
-                    report_expiry(&metrics, &settings.cert_file, not_after(&files.cert));
+                    report_expiry(&metrics, &settings.cert_file, expiry);
                     info!(
                         cert = %settings.cert_file.display(),
                         "TLS files changed: new handshakes use the new certificate"
@@ -460,18 +461,25 @@ mod tests {
             let c = p.self_signed(&key).expect("a certificate");
             (c.pem(), rcgen::date_time_ymd(y, 3, 1).unix_timestamp())
         };
+        let chain_of = |pem: &str| {
+            certs(
+                "tls-cert",
+                std::path::Path::new("chain.pem"),
+                pem.as_bytes(),
+            )
+            .expect("PEM certificates")
+        };
         let (leaf, leaf_t) = cert(2030);
         let (intermediate, intermediate_t) = cert(2028);
-        assert_eq!(not_after(leaf.as_bytes()), Ok(leaf_t));
-        let chain = format!("{leaf}{intermediate}");
+        assert_eq!(not_after(&chain_of(&leaf)), Ok(leaf_t));
         assert_eq!(
-            not_after(chain.as_bytes()),
+            not_after(&chain_of(&format!("{leaf}{intermediate}"))),
             Ok(intermediate_t),
             "the intermediate expires first"
         );
-        assert!(not_after(b"no pem here").is_err());
+        assert!(not_after(&[]).is_err());
         let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        let e = not_after(broken.as_bytes()).unwrap_err();
+        let e = not_after(&chain_of(broken)).unwrap_err();
         assert!(e.starts_with("certificate 1: "), "{e}");
     }
 
